@@ -1,0 +1,16 @@
+import os
+import warnings
+
+import pytest
+import torch
+
+os.environ.setdefault("IN_TEST", "1")
+warnings.filterwarnings("ignore", message=".*No pretrained weights loaded.*")
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(scope="session")
+def random_clips():
+    "Random-init real-size open_clip models (no download), loaded once per session."
+    from ttpt.models import load_clip
+    return {name: load_clip(name, pretrained=None) for name in ("ViT-B-16", "RN50")}
