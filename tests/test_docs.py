@@ -1,5 +1,7 @@
 """Offline documentation check (Quarto cannot run here): every notebook has the title and summary the docs
 site is built from, and every exported symbol renders with `show_doc`, has a docstring and documents its parameters."""
+import ast
+import dataclasses
 import importlib
 import inspect
 from pathlib import Path
@@ -45,10 +47,25 @@ def test_every_module_comes_from_a_notebook():
 def test_exported_symbol_is_documented(qualname, obj):
     assert inspect.getdoc(obj), f"{qualname} has no docstring"
     assert show_doc(obj) is not None
-    target = obj.__init__ if inspect.isclass(obj) else obj
-    if inspect.isclass(obj) and target is object.__init__: return
-    params = [p for p in inspect.signature(target).parameters if p not in ("self", "cls")]
+    target = obj if dataclasses.is_dataclass(obj) or not inspect.isclass(obj) else obj.__init__
+    if target is object.__init__: return
+    params = [p for p, v in inspect.signature(target).parameters.items()
+              if p not in ("self", "cls") and v.kind not in (v.VAR_POSITIONAL, v.VAR_KEYWORD)]
     if not params or getattr(target, "__wrapped__", None): return
     documented = docments(target, full=False)
     missing = [p for p in params if p != "return" and not documented.get(p) and not p.startswith("_")]
     assert not missing, f"{qualname}: parameters without a docment comment: {missing}"
+
+
+def _is_import(node):
+    return isinstance(node, (ast.Import, ast.ImportFrom))
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
+def test_imports_in_their_own_cells(notebook):
+    "nbdev's docs hide import cells and show the rest; a cell mixing the two shows or hides the wrong thing."
+    for cell in read_nb(notebook).cells:
+        if cell.cell_type != "code": continue
+        body = ast.parse("\n".join(l for l in cell.source.splitlines() if not l.lstrip().startswith(("%", "!")))).body
+        if any(map(_is_import, body)):
+            assert all(map(_is_import, body)), f"{notebook.name}: a cell mixes imports with other code:\n{cell.source}"

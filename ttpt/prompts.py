@@ -4,16 +4,18 @@
 
 # %% auto #0
 __all__ = ['CLASS_POSITIONS', 'text_tower', 'eot_positions', 'encode_text_embeddings', 'encode_token_ids', 'prompt_layout',
-           'PromptLearner', 'reference_sentence']
+           'PromptLearner', 'describe_init', 'reference_sentence']
 
-# %% ../nbs/01_prompts.ipynb #a9963c5b
+# %% ../nbs/01_prompts.ipynb #2bf19f98
+import hashlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .models import LoadedCLIP
 
-# %% ../nbs/01_prompts.ipynb #c709fb8b
+# %% ../nbs/01_prompts.ipynb #b659f861
 def text_tower(model:nn.Module # an open_clip CLIP or CustomTextCLIP
               ) -> nn.Module:
     "The module holding CLIP's causal text transformer, with a clear error for towers ttpt cannot prompt."
@@ -31,7 +33,7 @@ def eot_positions(token_ids:torch.Tensor # (N, L) token ids from CLIP's tokenize
     "Position of the end-of-text token in each row: CLIP's EOT has the largest id."
     return token_ids.argmax(dim=-1) # (N,)
 
-# %% ../nbs/01_prompts.ipynb #24fbf56a
+# %% ../nbs/01_prompts.ipynb #cca92a81
 def encode_text_embeddings(model:nn.Module, # an open_clip CLIP
                            embeddings:torch.Tensor, # (N, L, W) token embeddings (learned context spliced in)
                            eot:torch.Tensor, # (N,) end-of-text positions
@@ -62,7 +64,7 @@ def encode_token_ids(model:nn.Module, # an open_clip CLIP
     L = int(eot.max()) + 1 if truncate else token_ids.shape[1]
     return encode_text_embeddings(model, tower.token_embedding(token_ids[:, :L]), eot, truncate, normalize) # (N, D)
 
-# %% ../nbs/01_prompts.ipynb #16212ce8
+# %% ../nbs/01_prompts.ipynb #501dbac2
 CLASS_POSITIONS = ("end", "middle", "front") # where the class name sits relative to the context
 
 def _check_classnames(classnames):
@@ -88,7 +90,7 @@ def prompt_layout(tokenizer, # CLIP's SimpleTokenizer (has `encode`, `sot_token_
     else: raise ValueError(f"class_position must be one of {CLASS_POSITIONS}, not {class_position!r}")
     return [tokenizer.sot_token_id] + body + [tokenizer.eot_token_id], [s + 1 for s in slots] # +1: after SOT
 
-# %% ../nbs/01_prompts.ipynb #42fa7681
+# %% ../nbs/01_prompts.ipynb #d1697f46
 class PromptLearner(nn.Module):
     "CoOp-style learnable context vectors $v_1..v_M$ that turn class names into CLIP text features."
     def __init__(self,
@@ -157,7 +159,15 @@ class PromptLearner(nn.Module):
         "Restore the context vectors to their initial values."
         self.ctx.copy_(self.ctx_init)
 
-# %% ../nbs/01_prompts.ipynb #9fbcca0c
+# %% ../nbs/01_prompts.ipynb #662d8bdc
+def describe_init(init:str|torch.Tensor|None # an init phrase, a context tensor, or None (random)
+                 ) -> str|None:
+    "A short, stable description of a prompt initialisation: the phrase, or a hash of the context's values."
+    if isinstance(init, torch.Tensor):
+        return f"context{tuple(init.shape)}:" + hashlib.sha256(init.detach().float().cpu().numpy().tobytes()).hexdigest()[:16]
+    return init
+
+# %% ../nbs/01_prompts.ipynb #dd548451
 def reference_sentence(classname:str, # the class name
                        phrase:str="a photo of a", # the context phrase
                        class_position:str="end", # where the class name sits

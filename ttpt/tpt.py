@@ -5,19 +5,19 @@
 # %% auto #0
 __all__ = ['TPTResult', 'TPT']
 
-# %% ../nbs/23_tpt.ipynb #f5960acd
+# %% ../nbs/23_tpt.ipynb #ddf41e3e
 from dataclasses import dataclass
 
 import PIL.Image
 import torch
 
 from .models import LoadedCLIP
-from .prompts import PromptLearner
-from .selection import entropy, marginal_entropy, select_confident_views, n_confident
+from .prompts import PromptLearner, describe_init
+from .selection import average_log_probs, entropy, marginal_entropy, n_confident, select_confident_views
 from .views import ViewMaker
 from .zeroshot import clip_logits, image_features
 
-# %% ../nbs/23_tpt.ipynb #513ad0e7
+# %% ../nbs/23_tpt.ipynb #27d4f339
 @dataclass
 class TPTResult:
     "What TPT did for one image: the prediction and the evidence behind it."
@@ -25,6 +25,7 @@ class TPTResult:
     probs_before:torch.Tensor # (K,) prediction on the original view with the initial prompt
     view_entropy:torch.Tensor # (N,) entropy of each view with the initial prompt
     selected:torch.Tensor # (⌊ρN⌋,) indices of the confident views
+    probs_views_average:torch.Tensor # (K,) average prediction of the confident views with the initial prompt (no tuning)
     losses:list # objective before each step
 
 class TPT:
@@ -44,6 +45,12 @@ class TPT:
         n_confident(n_views, keep)
         self.n_views, self.keep, self.steps, self.lr, self.init, self.augmix, self.seed = n_views, keep, steps, lr, init, augmix, seed
         if name: self.name = name
+
+    @property
+    def config(self) -> dict:
+        "The settings that decide this method's predictions (recorded beside its results)."
+        return dict(n_views=self.n_views, keep=self.keep, steps=self.steps, lr=self.lr, init=describe_init(self.init),
+                    augmix=self.augmix, seed=self.seed)
 
     def prepare(self, clip:LoadedCLIP, classnames:list):
         "Build the prompt learner, its optimizer and the view maker for this dataset's classes."
@@ -80,13 +87,14 @@ class TPT:
                     view_entropy = entropy(logits.detach()) # (N,)
                     selected = select_confident_views(view_entropy, self.keep) # chosen once, before the first step
                     probs_before = logits[0].detach().softmax(-1)
+                    probs_views_average = average_log_probs(logits[selected].detach()).exp() # p~ before tuning
                 loss = self.objective(logits[selected], text)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()
                 losses.append(loss.item())
             with torch.no_grad(): probs = clip_logits(self.clip, feats[:1], self.learner()).float().softmax(-1)[0] # original view, adapted prompt
-        return TPTResult(probs, probs_before, view_entropy, selected, losses)
+        return TPTResult(probs, probs_before, view_entropy, selected, probs_views_average, losses)
 
     def predict(self, image:PIL.Image.Image, index:int) -> torch.Tensor:
         "Class probabilities of one image after test-time prompt tuning, (K,)."

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['SINGLE_TEMPLATE', 'ENSEMBLE_TEMPLATES', 'class_text_features', 'image_features', 'clip_logits', 'ZeroShot']
 
-# %% ../nbs/02_zeroshot.ipynb #b83a2e4e
+# %% ../nbs/02_zeroshot.ipynb #8eb90719
 import PIL.Image
 import torch
 import torch.nn.functional as F
@@ -14,7 +14,7 @@ from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
 from .models import LoadedCLIP
 from .prompts import _check_classnames, encode_token_ids
 
-# %% ../nbs/02_zeroshot.ipynb #0bcba3a6
+# %% ../nbs/02_zeroshot.ipynb #46c8e2ee
 SINGLE_TEMPLATE = ("a photo of a {}.",) # the single hand-written prompt of the TPT paper's zero-shot baseline
 ENSEMBLE_TEMPLATES = tuple(OPENAI_IMAGENET_TEMPLATES) # CLIP's 80 ImageNet templates
 
@@ -37,7 +37,7 @@ def class_text_features(clip:LoadedCLIP, # the frozen CLIP
     mean = feats.view(len(classnames), len(templates), -1).mean(dim=1) # \bar w_c, (K, D)
     return F.normalize(mean, dim=-1) # w_c
 
-# %% ../nbs/02_zeroshot.ipynb #aab3dbac
+# %% ../nbs/02_zeroshot.ipynb #7db45861
 @torch.no_grad()
 def image_features(clip:LoadedCLIP, # the frozen CLIP
                    images:torch.Tensor, # (B, 3, H, W) images normalised by the model's preprocessing
@@ -52,7 +52,7 @@ def clip_logits(clip:LoadedCLIP, # the frozen CLIP (for its logit scale)
     "CLIP logits $s\\,\\hat f W^\\top$, (B, K)."
     return clip.logit_scale * image_feats @ text_feats.T
 
-# %% ../nbs/02_zeroshot.ipynb #52c227e7
+# %% ../nbs/02_zeroshot.ipynb #c532d8f4
 class ZeroShot:
     "Zero-shot CLIP with a single prompt or a template ensemble."
     def __init__(self,
@@ -61,6 +61,11 @@ class ZeroShot:
                 ):
         self.templates = tuple(templates)
         self.name = name or ("zeroshot" if len(self.templates) == 1 else "ensemble")
+
+    @property
+    def config(self) -> dict:
+        "The prompts of the class features (recorded beside the results)."
+        return dict(templates=[_fill(t, "{}") for t in self.templates])
 
     def prepare(self, clip:LoadedCLIP, classnames:list):
         "Compute the class features once for this dataset's classes."
