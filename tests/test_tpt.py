@@ -95,3 +95,10 @@ def test_clear_errors():
         TPT(n_views=4, keep=0.1)
     with pytest.raises(ValueError, match="of 0 views"):
         TPT(n_views=0)
+
+
+def test_more_views_kept_than_made_is_refused():
+    with pytest.raises(ValueError, match="fraction"):
+        TPT(n_views=64, keep=1.5)
+    with pytest.raises(ValueError, match="fraction"):
+        Zero(n_views=64, keep=0)

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['TPTResult', 'TPT']
 
-# %% ../nbs/23_tpt.ipynb #ddf41e3e
+# %% ../nbs/23_tpt.ipynb #a2e1a2d7
 from dataclasses import dataclass
 
 import PIL.Image
@@ -17,7 +17,7 @@ from .selection import average_log_probs, entropy, marginal_entropy, n_confident
 from .views import ViewMaker
 from .zeroshot import clip_logits, image_features
 
-# %% ../nbs/23_tpt.ipynb #27d4f339
+# %% ../nbs/23_tpt.ipynb #01d30666
 @dataclass
 class TPTResult:
     "What TPT did for one image: the prediction and the evidence behind it."
