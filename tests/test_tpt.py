@@ -69,6 +69,7 @@ class InterruptAfter:
     "Wraps a method and raises on the k-th predict, like a killed run."
     def __init__(self, method, k):
         self.method, self.k, self.name, self.calls = method, k, method.name, 0
+        self.config = method.config # the results file records the wrapped method's settings
     def prepare(self, clip, classnames): self.method.prepare(clip, classnames)
     def predict(self, image, index):
         if self.calls == self.k: raise KeyboardInterrupt

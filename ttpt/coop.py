@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['train_coop', 'CoOp']
 
-# %% ../nbs/25_coop.ipynb #7e70f368
+# %% ../nbs/25_coop.ipynb #b23a5e35
 import math
 
 import torch
@@ -16,7 +16,7 @@ from .models import LoadedCLIP
 from .prompts import PromptLearner, describe_init
 from .zeroshot import ZeroShot, clip_logits, image_features
 
-# %% ../nbs/25_coop.ipynb #03603374
+# %% ../nbs/25_coop.ipynb #2dba7524
 def train_coop(clip:LoadedCLIP, # the frozen CLIP
                dataset, # labelled few-shot source set: len, [i] -> (PIL image, label), `classes`
                epochs:int=50, # passes over the training set
@@ -49,7 +49,7 @@ def train_coop(clip:LoadedCLIP, # the frozen CLIP
                 bar.update()
     return learner.ctx.detach().clone(), losses
 
-# %% ../nbs/25_coop.ipynb #ad8b1453
+# %% ../nbs/25_coop.ipynb #086ba239
 class CoOp(ZeroShot):
     "Zero-shot CLIP with a CoOp-trained context in place of the hand-written prompt."
     def __init__(self,
