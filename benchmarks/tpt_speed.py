@@ -78,8 +78,8 @@ def main():
     agree = sum(p == o for p, o in zip(plain, ours))
     assert agree == len(ours), f"predictions differ on {len(ours) - agree} of {len(ours)} images"
     print(f"{'':>10} {'images/s':>9} {'peak MiB':>9}")
-    print(f"{'plain':>10} {plain_speed:>9.2f} {plain_mem:>9.0f}")
-    print(f"{'ttpt':>10} {our_speed:>9.2f} {our_mem:>9.0f}")
+    print(f"{'plain':>10} {plain_speed:>9.3g} {plain_mem:>9.0f}")
+    print(f"{'ttpt':>10} {our_speed:>9.3g} {our_mem:>9.0f}")
     print(f"speed-up {our_speed / plain_speed:.2f}x, memory ratio (ttpt/plain) {our_mem / plain_mem:.2f}; "
           f"same predictions on {agree}/{len(ours)} images")
 
