@@ -11,7 +11,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'ttpt.benchmark._pair_name': ('benchmark.html#_pair_name', 'ttpt/benchmark.py'),
                                 'ttpt.benchmark._scene_for': ('benchmark.html#_scene_for', 'ttpt/benchmark.py'),
                                 'ttpt.benchmark.check_classes': ('benchmark.html#check_classes', 'ttpt/benchmark.py'),
-                                'ttpt.benchmark.encode_dataset': ('benchmark.html#encode_dataset', 'ttpt/benchmark.py'),
                                 'ttpt.benchmark.few_shot_source': ('benchmark.html#few_shot_source', 'ttpt/benchmark.py'),
                                 'ttpt.benchmark.get_dataset': ('benchmark.html#get_dataset', 'ttpt/benchmark.py'),
                                 'ttpt.benchmark.zeroshot_table': ('benchmark.html#zeroshot_table', 'ttpt/benchmark.py')},
@@ -185,4 +184,5 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                'ttpt.zeroshot._fill': ('zeroshot.html#_fill', 'ttpt/zeroshot.py'),
                                'ttpt.zeroshot.class_text_features': ('zeroshot.html#class_text_features', 'ttpt/zeroshot.py'),
                                'ttpt.zeroshot.clip_logits': ('zeroshot.html#clip_logits', 'ttpt/zeroshot.py'),
+                               'ttpt.zeroshot.encode_dataset': ('zeroshot.html#encode_dataset', 'ttpt/zeroshot.py'),
                                'ttpt.zeroshot.image_features': ('zeroshot.html#image_features', 'ttpt/zeroshot.py')}}}

@@ -15,8 +15,7 @@ from .world import (COLOURS, SHAPES, PATTERNS, SIZES, COUNTS, DOMAINS, SEEN_PAIR
 # %% auto #0
 __all__ = ['ALL_PAIRS', 'CLASS_ATTRIBUTES', 'SOURCE_CLASSES', 'BASE_CLASSES', 'NEW_CLASSES', 'SHAPE_CLASSES', 'COLOUR_CLASSES',
            'PATTERN_CLASSES', 'SIZE_CLASSES', 'COUNT_CLASSES', 'BENCHMARKS', 'SUITES', 'DEFAULT_N',
-           'TRAIN_STREAM_OFFSET', 'check_classes', 'WorldDataset', 'get_dataset', 'few_shot_source', 'encode_dataset',
-           'zeroshot_table']
+           'TRAIN_STREAM_OFFSET', 'check_classes', 'WorldDataset', 'get_dataset', 'few_shot_source', 'zeroshot_table']
 
 # %% ../nbs/12_benchmark.ipynb #31a0d34e
 def _pair_name(c:int, s:int)->str: return f"{COLOURS[c]} {SHAPES[s]}"
@@ -131,20 +130,6 @@ def few_shot_source(shots:int=16,      # images per class
                         list(BENCHMARKS).index(name) + TRAIN_STREAM_OFFSET, f"{name}-{shots}shot")
 
 # %% ../nbs/12_benchmark.ipynb #64308223
-@torch.no_grad()
-def encode_dataset(clip,                # a LoadedCLIP
-                   ds:Dataset,          # yields (PIL image, int label)
-                   batch_size:int=500,  # images encoded per forward pass
-                  )->tuple:
-    "Normalised image features (N, D) and labels (N,) of a whole dataset."
-    from ttpt.zeroshot import image_features
-    feats, labels = [], []
-    for start in range(0, len(ds), batch_size):
-        items = [ds[i] for i in range(start, min(len(ds), start + batch_size))]
-        feats.append(image_features(clip, torch.stack([clip.preprocess(im) for im, _ in items])))  # (b, D)
-        labels += [y for _, y in items]
-    return torch.cat(feats), torch.tensor(labels)
-
 def zeroshot_table(clip=None,          # a LoadedCLIP; None loads the shipped ttpt-miniclip
                    n:int|None=None,    # test images per set; None uses `DEFAULT_N`
                    seed:int=0,         # benchmark seed
@@ -152,7 +137,7 @@ def zeroshot_table(clip=None,          # a LoadedCLIP; None loads the shipped tt
                   )->pd.DataFrame:
     "Zero-shot accuracy (%) of `clip` on every benchmark set, single prompt and 80-template ensemble."
     from ttpt.models import load_clip
-    from ttpt.zeroshot import class_text_features, SINGLE_TEMPLATE, ENSEMBLE_TEMPLATES
+    from ttpt.zeroshot import class_text_features, encode_dataset, SINGLE_TEMPLATE, ENSEMBLE_TEMPLATES
     clip = load_clip() if clip is None else clip
     suite_of = {name: suite for suite, names_ in SUITES.items() for name in names_}
     rows = []

@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from .models import LoadedCLIP
 from .prompts import PromptLearner, describe_init
-from .zeroshot import ZeroShot, clip_logits, image_features
+from .zeroshot import ZeroShot, clip_logits, encode_dataset
 
 # %% ../nbs/25_coop.ipynb #2dba7524
 def train_coop(clip:LoadedCLIP, # the frozen CLIP
@@ -29,10 +29,8 @@ def train_coop(clip:LoadedCLIP, # the frozen CLIP
     "Train CoOp's shared context on `dataset`; returns the context (M, W) and the per-step losses."
     if len(dataset) == 0: raise ValueError("the CoOp training set has no images")
     learner = PromptLearner(clip, dataset.classes, init=init)
-    images, labels = zip(*(dataset[i] for i in range(len(dataset))))
-    labels = torch.tensor(labels, device=clip.device) # (N,)
-    feats = torch.cat([image_features(clip, torch.stack([clip.preprocess(im) for im in images[i:i + 256]]))
-                       for i in range(0, len(images), 256)]) # (N, D), computed once: the image encoder is frozen
+    feats, labels = encode_dataset(clip, dataset) # (N, D), (N,): computed once, the image encoder is frozen
+    labels = labels.to(clip.device)
     steps = epochs * math.ceil(len(feats) / batch_size)
     optimizer = torch.optim.SGD(learner.parameters(), lr=lr, momentum=0.9)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
