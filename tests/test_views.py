@@ -71,15 +71,15 @@ def test_single_view_is_the_original(clip):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"n_views": 0}, "n_views must be an integer ≥ 1"),
-    ({"n_views": 2.5}, "n_views must be an integer ≥ 1"),
+    ({"n_views": 0}, "n_views (the original view plus n_views − 1 random ones) must be ≥ 1"),
+    ({"n_views": 2.5}, "n_views (the original view plus n_views − 1 random ones) must be an integer"),
     ({"scale": (0.5, 0.1)}, "scale must be (low, high)"),
     ({"scale": (0.0, 1.0)}, "scale must be (low, high)"),
     ({"scale": (0.5, 1.5)}, "scale must be (low, high)"),
     ({"ratio": (2.0, 1.0)}, "ratio must be (low, high)"),
-    ({"resolution": 0}, "resolution must be a positive integer"),
+    ({"resolution": 0}, "resolution must be ≥ 1"),
     ({"std": (1, 0, 1)}, "std > 0"),
-    ({"seed": -1}, "seed must be a non-negative integer"),
+    ({"seed": -1}, "seed must be ≥ 0"),
 ])
 def test_bad_settings_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=None) as error:
@@ -91,5 +91,5 @@ def test_bad_inputs_are_refused():
     maker = ViewMaker(n_views=2, resolution=32)
     with pytest.raises(ValueError, match="needs a PIL image, got ndarray"):
         maker(np.zeros((32, 32, 3), np.uint8), 0)
-    with pytest.raises(ValueError, match="index must be a non-negative integer"):
+    with pytest.raises(ValueError, match="index must be ≥ 0"):
         maker(_image(), -1)

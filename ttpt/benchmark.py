@@ -10,7 +10,8 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 from .world import (COLOURS, SHAPES, PATTERNS, SIZES, COUNTS, DOMAINS, SEEN_PAIRS, UNSEEN_PAIRS,
-                        Scene, check_domain, check_int, render, rng_for)
+                        Scene, check_domain, render, rng_for)
+from .checks import check_classnames, check_int
 
 # %% auto #0
 __all__ = ['ALL_PAIRS', 'CLASS_ATTRIBUTES', 'SOURCE_CLASSES', 'BASE_CLASSES', 'NEW_CLASSES', 'SHAPE_CLASSES', 'COLOUR_CLASSES',
@@ -32,9 +33,8 @@ CLASS_ATTRIBUTES = {  # class name -> the scene attributes it fixes
 
 def check_classes(classes:list, # class names, in label order
                  )->list:
-    "Return classes as a list if every name is known and none repeats, else raise a helpful ValueError."
-    classes = list(classes)
-    if not classes: raise ValueError("the class list is empty")
+    "Return classes as a list if every name is a world class and none repeats (in the world a name *is* its class), else raise a helpful ValueError."
+    classes = check_classnames(classes)
     dups = sorted({c for c in classes if classes.count(c) > 1})
     if dups: raise ValueError(f"the class list has duplicates: {dups}")
     unknown = [c for c in classes if c not in CLASS_ATTRIBUTES]

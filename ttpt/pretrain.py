@@ -13,7 +13,8 @@ import open_clip
 from PIL import Image
 from fastcore.script import call_parse
 from .models import MINICLIP, write_state_dict, data_dir
-from .world import (ATTRIBUTES, DOMAINS, SEEN_PAIRS, caption, check_int, render, rng_for, sample_scene)
+from .checks import check_int
+from .world import (ATTRIBUTES, DOMAINS, SEEN_PAIRS, caption, render, rng_for, sample_scene)
 
 # %% auto #0
 __all__ = ['PRETRAIN_STREAM', 'DOMAIN_MIX', 'MEAN', 'STD', 'random_resized_crop', 'to_tensor', 'make_batch', 'positive_pairs',

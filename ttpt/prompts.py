@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checks import check_classnames
 from .models import LoadedCLIP
 
 # %% ../nbs/01_prompts.ipynb #b659f861
@@ -67,13 +68,6 @@ def encode_token_ids(model:nn.Module, # an open_clip CLIP
 # %% ../nbs/01_prompts.ipynb #501dbac2
 CLASS_POSITIONS = ("end", "middle", "front") # where the class name sits relative to the context
 
-def _check_classnames(classnames):
-    "Raise a ValueError for an empty list, non-strings or duplicates."
-    if isinstance(classnames, str) or not len(classnames): raise ValueError("classnames must be a non-empty list of class names")
-    if not all(isinstance(c, str) and c.strip() for c in classnames): raise ValueError("every class name must be a non-empty string")
-    dup = sorted({c for c in classnames if list(classnames).count(c) > 1})
-    if dup: raise ValueError(f"duplicate class names: {dup}")
-
 def prompt_layout(tokenizer, # CLIP's SimpleTokenizer (has `encode`, `sot_token_id`, `eot_token_id`)
                   classname:str, # the class name written into the prompt
                   ctx_ids:list, # M token ids filling the context slots (the init phrase, or placeholders)
@@ -103,7 +97,7 @@ class PromptLearner(nn.Module):
                  seed:int=0, # seed of the random initialisation (init=None)
                 ):
         super().__init__()
-        _check_classnames(classnames)
+        classnames = check_classnames(classnames)
         tokenizer, tower = clip.tokenizer, text_tower(clip.model)
         if not hasattr(tokenizer, "encode"): raise TypeError("PromptLearner needs CLIP's BPE tokenizer (open_clip SimpleTokenizer)")
         self.clip, self.classnames, self.class_position = clip, list(classnames), class_position

@@ -8,13 +8,14 @@ import io, math, numbers
 from dataclasses import dataclass, replace
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
+from .checks import check_int
 
 # %% auto #0
 __all__ = ['COLOURS', 'COLOUR_RGB', 'SHAPES', 'SHAPE_PLURALS', 'PATTERNS', 'SIZES', 'COUNTS', 'DOMAINS', 'IMAGE_SIZE',
            'SEEN_PAIRS', 'UNSEEN_PAIRS', 'ATTRIBUTES', 'DOMAIN_TEMPLATES', 'SUPERSAMPLE', 'CORRUPTIONS', 'RENDERERS',
            'DOMAIN_COUNT_P', 'is_unseen', 'Scene', 'caption', 'shape_mask', 'edge_of', 'pattern_map', 'render_photo',
-           'render_sketch', 'render_cartoon', 'corrupt', 'render_corrupted', 'render_hard', 'check_domain', 'check_int',
-           'render', 'rng_for', 'sample_scene', 'sample']
+           'render_sketch', 'render_cartoon', 'corrupt', 'render_corrupted', 'render_hard', 'check_domain', 'render',
+           'rng_for', 'sample_scene', 'sample']
 
 # %% ../nbs/10_world.ipynb #ae216f41
 COLOURS = ("red", "orange", "yellow", "green", "blue", "purple")  # colour names, index = colour id
@@ -332,16 +333,6 @@ def check_domain(domain:str, # a domain name to validate
     "Return domain if known, else raise a helpful ValueError."
     if domain not in RENDERERS: raise ValueError(f"unknown domain {domain!r}; expected one of {DOMAINS}")
     return domain
-
-def check_int(value,                  # the value to validate
-              name:str,               # its name, for the error message
-              minimum:int|None=None,  # smallest allowed value; None: no bound
-             )->int:
-    "Return value as int if it is an integer (not bool/float), else raise a helpful ValueError."
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an integer, got {value!r} of type {type(value).__name__}")
-    if minimum is not None and value < minimum: raise ValueError(f"{name} must be ≥ {minimum}, got {value}")
-    return int(value)
 
 def render(scene:Scene,              # what to draw, including its domain
            rng:np.random.Generator,  # all of the rendering's randomness

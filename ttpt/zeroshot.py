@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
 
 from .models import LoadedCLIP
-from .prompts import _check_classnames, encode_token_ids
+from .checks import check_classnames
+from .prompts import encode_token_ids
 
 # %% ../nbs/02_zeroshot.ipynb #46c8e2ee
 SINGLE_TEMPLATE = ("a photo of a {}.",) # the single hand-written prompt of the TPT paper's zero-shot baseline
@@ -30,7 +31,7 @@ def class_text_features(clip:LoadedCLIP, # the frozen CLIP
                         batch_size:int=1000, # prompts encoded at once
                        ) -> torch.Tensor:
     "Normalised, template-ensembled text features of every class, (K, D)."
-    _check_classnames(classnames)
+    classnames = check_classnames(classnames)
     if not len(templates): raise ValueError("templates must not be empty")
     prompts = [_fill(t, c) for c in classnames for t in templates] # class-major: (K*T,)
     ids = clip.tokenizer(prompts)
