@@ -3,6 +3,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from ttpt.evaluate import read_results
 
 TTPT = Path(sys.executable).parent / "ttpt" # the console script `pip install` puts beside the interpreter
@@ -24,6 +26,7 @@ def test_compare_prints_tables_and_resumes(tmp_path):
     first = run_ttpt(*args)
     assert first.returncode == 0, first.stderr
     assert "Top-1 accuracy" in first.stdout and "zero" in first.stdout
+    assert "95% CI" in first.stdout and "diff" in first.stdout and "fixed/broken" in first.stdout
     files = sorted(p.name for p in tmp_path.glob("*.csv"))
     assert files == ["zero__photo.csv", "zeroshot__photo.csv"]
     assert len(read_results(tmp_path / "zero__photo.csv")) == 4
@@ -32,7 +35,32 @@ def test_compare_prints_tables_and_resumes(tmp_path):
     assert len(read_results(tmp_path / "zero__photo.csv")) == 4, "a finished run is not recomputed or duplicated"
 
 
-def test_bad_input_is_a_clear_error():
-    result = run_ttpt("eval", "--method", "tpt", "--dataset", "imagenet-z", "--n", "2")
-    assert result.returncode != 0
-    assert "Unknown dataset" in result.stderr
+@pytest.mark.parametrize("args, message", [
+    (("eval", "--method", "tpt", "--dataset", "imagenet-z", "--n", "2"), "unknown dataset 'imagenet-z'"),
+    (("eval", "--method", "tpt", "--dataset", "/no/such/folder"), "unknown dataset '/no/such/folder'"),
+    (("eval", "--method", "tpt", "--dataset", "photo", "--checkpoint", "/no/such/weights.safetensors"), "Checkpoint file not found"),
+    (("compare", "--datasets", "photo", "--methods", "zero", "--views", "3"), "keeps none"),
+])
+def test_expected_errors_are_one_line(args, message):
+    result = run_ttpt(*args)
+    assert result.returncode == 2
+    assert result.stderr.startswith("ttpt: error: ") and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_debug_shows_the_traceback():
+    result = run_ttpt("eval", "--method", "tpt", "--dataset", "/no/such/folder", "--debug")
+    assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+def test_help_shows_defaults():
+    result = run_ttpt("eval", "--help")
+    assert "(default: 2000)" in result.stdout and "(default: results)" in result.stdout, result.stdout
+    assert "(default: 1000)" in run_ttpt("compare", "--help").stdout
+
+
+def test_shipped_model_runs_quietly(tmp_path):
+    "No 'initialized randomly' notice when the shipped weights are loaded."
+    result = run_ttpt("eval", "--method", "zeroshot", "--dataset", "colours", "--n", "4", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "initialized randomly" not in result.stderr

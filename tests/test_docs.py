@@ -52,7 +52,10 @@ def test_exported_symbol_is_documented(qualname, obj):
     params = [p for p, v in inspect.signature(target).parameters.items()
               if p not in ("self", "cls") and v.kind not in (v.VAR_POSITIONAL, v.VAR_KEYWORD)]
     if not params or getattr(target, "__wrapped__", None): return
-    documented = docments(target, full=False)
+    documented = {}
+    for cls in (reversed(obj.__mro__) if dataclasses.is_dataclass(obj) else [target]):  # inherited fields are documented where defined
+        if cls is object or (inspect.isclass(cls) and not dataclasses.is_dataclass(cls)): continue
+        documented |= {k: v for k, v in docments(cls, full=False).items() if v}
     missing = [p for p in params if p != "return" and not documented.get(p) and not p.startswith("_")]
     assert not missing, f"{qualname}: parameters without a docment comment: {missing}"
 

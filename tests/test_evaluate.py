@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,20 +37,22 @@ class Solids:
         return Image.new("RGB", (8, 8), (40 * (i % 6), 100, 200)), label
 
 
+@dataclass
 class Guess:
     "Random probabilities seeded by (seed, index); optionally slow, optionally dying at one index."
+    seed: int = 0
+    temperature: float = 2.0
     name = "guess"
 
     def __init__(self, seed=0, sleep=0.0, die_at=None, temperature=2.0):
-        self.seed, self.sleep, self.die_at = seed, sleep, die_at
-        self.config = {"seed": seed, "temperature": temperature}
+        self.seed, self.temperature, self.sleep, self.die_at = seed, temperature, sleep, die_at
 
     def prepare(self, clip, classnames): self.n_classes = len(classnames)
 
     def predict(self, image, index):
         if index == self.die_at: raise RuntimeError(f"killed at {index}")
         if self.sleep: time.sleep(self.sleep)
-        logits = np.random.default_rng([self.seed, index]).normal(0, self.config["temperature"], self.n_classes)
+        logits = np.random.default_rng([self.seed, index]).normal(0, self.temperature, self.n_classes)
         return torch.softmax(torch.from_numpy(logits), 0).float()
 
 
@@ -121,11 +124,11 @@ def test_limit_then_continue(tmp_path):
 
 def test_other_configuration_is_refused(tmp_path):
     evaluate(Guess(), Solids(), None, out=tmp_path, progress=False)
-    with pytest.raises(ValueError, match="different run configuration.*n_images: file has 20, this run 21"):
+    with pytest.raises(ValueError, match="different run .*dataset.n_images: file has 20, this run 21"):
         evaluate(Guess(), Solids(21), None, out=tmp_path, progress=False)
-    with pytest.raises(ValueError, match="different run configuration.*classes_sha256"):
+    with pytest.raises(ValueError, match="different run .*dataset.classes_sha256"):
         evaluate(Guess(), Solids(classes=["a", "b", "c", "d"]), None, out=tmp_path, progress=False)
-    with pytest.raises(ValueError, match="method_config"):
+    with pytest.raises(ValueError, match="method_config.temperature: file has 2.0, this run 1.0"):
         evaluate(Guess(temperature=1.0), Solids(), None, out=tmp_path, progress=False)
     with pytest.raises(ValueError, match="seed: file has 0, this run 1"):
         evaluate(Guess(), Solids(), None, out=tmp_path, seed=1, progress=False)
@@ -172,7 +175,7 @@ def test_summary_and_table():
     row = results[results["method"] == "guess0"]
     assert summary.loc[0, "accuracy"] == pytest.approx(100 * row["correct"].mean())
     assert summary.loc[0, "ece"] == pytest.approx(100 * expected_calibration_error(row["confidence"], row["correct"]))
-    assert summary.loc[0, "images_per_s"] == pytest.approx(12 / row["seconds"].sum())
+    assert summary.loc[0, "images_per_s"] > 0 and summary.loc[0, "confidence"] == pytest.approx(100 * row["confidence"].mean())
     assert summary.loc[0, "peak_memory_mb"] > 0 and summary.loc[0, "memory_kind"] in ("rss_peak", "rss_peak_since_start")
     table = comparison_table(summary)
     assert table.index.tolist() == ["guess0", "guess1"] and table.columns.tolist() == ["solids"]
@@ -208,4 +211,87 @@ def test_sigkilled_run_resumes_exactly(tmp_path):
     assert len(resumed) == 40
     evaluate(Guess(), Solids(40), None, out=tmp_path / "whole", progress=False)
     pd.testing.assert_frame_equal(_comparable(path), _comparable(results_path(tmp_path / "whole", "guess", "solids")))
-    assert json.loads(path.with_suffix(".json").read_text())["n_images"] == 40
+    assert json.loads(path.with_suffix(".json").read_text())["dataset"]["n_images"] == 40
+
+
+def test_other_data_or_weights_are_refused(tmp_path):
+    "Same names, other identity: another folder of the same name, or other weights under the same model name."
+    class Located(Solids):
+        def __init__(self, root): super().__init__(); self.identity = {"root": root}
+
+    class Model:
+        device = "cpu"
+        def __init__(self, digest): self.identity = {"model": "m", "weights_sha256": digest}
+
+    evaluate(Guess(), Located("/data/A/val"), Model("aaa"), out=tmp_path, progress=False)
+    with pytest.raises(ValueError, match="dataset.root: file has '/data/A/val', this run '/data/B/val'"):
+        evaluate(Guess(), Located("/data/B/val"), Model("aaa"), out=tmp_path, progress=False)
+    with pytest.raises(ValueError, match="model.weights_sha256: file has 'aaa', this run 'bbb'"):
+        evaluate(Guess(), Located("/data/A/val"), Model("bbb"), out=tmp_path, progress=False)
+    assert len(evaluate(Guess(), Located("/data/A/val"), Model("aaa"), out=tmp_path, progress=False)) == 20
+
+
+_CONTENDER = """
+import sys
+sys.path.insert(0, {tests!r})
+from test_evaluate import Guess, Solids
+from ttpt.evaluate import evaluate, ResultsLocked
+try: evaluate(Guess(sleep=0.1), Solids(30), None, out={out!r}, progress=False)
+except ResultsLocked as e:
+    print("LOCKED", e)
+    sys.exit(3)
+"""
+
+
+def test_two_runs_into_one_file(tmp_path):
+    "Two processes start on one results file: exactly one proceeds, the other stops at once, and each image is there once."
+    script = _CONTENDER.format(tests=str(Path(__file__).parent), out=str(tmp_path))
+    processes = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [p.communicate(timeout=120)[0] for p in processes]
+    codes = sorted(p.returncode for p in processes)
+    assert codes == [0, 3], (codes, outputs)
+    assert "guess__solids.csv is being written by another run" in "".join(outputs)
+    results = read_results(results_path(tmp_path, "guess", "solids"))
+    assert sorted(results["index"]) == list(range(30))
+
+
+@dataclass
+class Brightness:
+    "Probabilities from the mean of each colour channel; has `predict_batch`."
+    name = "brightness"
+    temperature: float = 0.5
+
+    def prepare(self, clip, classnames): self.n_classes = len(classnames)
+
+    def _probabilities(self, x): return torch.softmax(torch.cat([x.mean((-1, -2)), x.std((-1, -2, -3))[..., None]], -1) / self.temperature, -1)
+
+    def predict(self, image, index): return self._probabilities(_Clip.preprocess(image))
+
+    def predict_batch(self, images, indices): return self._probabilities(images)
+
+
+class _Clip:
+    device = "cpu"
+    identity = {"model": "none"}
+    preprocess = staticmethod(lambda image: torch.from_numpy(np.asarray(image, dtype=np.float32)).permute(2, 0, 1) / 255)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_batched_equals_one_by_one(tmp_path, workers):
+    one = evaluate(Brightness(), Solids(30), _Clip(), batch_size=1, progress=False)
+    batched = evaluate(Brightness(), Solids(30), _Clip(), out=tmp_path, batch_size=8, workers=workers, progress=False)
+    pd.testing.assert_frame_equal(one[["index", "label", "prediction", "confidence"]], batched[["index", "label", "prediction", "confidence"]])
+    assert len(read_results(results_path(tmp_path, "brightness", "solids"))) == 30  # one row per image
+    resumed = evaluate(Brightness(), Solids(30), _Clip(), out=tmp_path, batch_size=8, progress=False)
+    assert resumed["prediction"].tolist() == batched["prediction"].tolist()
+
+
+def test_images_per_s_comes_from_one_run(tmp_path):
+    "A resumed run logs its own timing; the summary's images/s is that of the run that did most images, not a mix."
+    evaluate(Guess(sleep=0.02), Solids(), None, out=tmp_path, limit=15, progress=False)
+    second = evaluate(Guess(), Solids(), None, out=tmp_path, progress=False)  # 5 more, fast
+    log = [json.loads(l) for l in results_path(tmp_path, "guess", "solids").with_suffix(".runs.jsonl").read_text().splitlines()]
+    assert [r["images"] for r in log] == [15, 5]
+    assert second["images_per_s"].iloc[0] == pytest.approx(5 / log[1]["seconds"])
+    again = evaluate(Guess(), Solids(), None, out=tmp_path, progress=False)  # nothing to do: the largest logged run
+    assert again["images_per_s"].iloc[0] == pytest.approx(15 / log[0]["seconds"]) and again["images_per_s"].iloc[0] < 60

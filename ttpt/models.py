@@ -4,10 +4,12 @@
 
 # %% auto #0
 __all__ = ['PACKAGE_DIR', 'MODEL_CONFIG_DIR', 'MINICLIP', 'SHIPPED_WEIGHTS', 'data_dir', 'LoadedCLIP', 'read_state_dict',
-           'write_state_dict', 'hub_reachable', 'load_clip']
+           'write_state_dict', 'hub_reachable', 'weights_digest', 'load_clip']
 
 # %% ../nbs/00_models.ipynb #1916be14
 import difflib
+import hashlib
+import logging
 import socket
 from contextlib import contextmanager
 import importlib.resources
@@ -42,6 +44,12 @@ class LoadedCLIP:
     tokenizer: Callable # list of strings -> (N, context_length) token ids
     name: str # open_clip model name
     pretrained: str|None = None # tag or checkpoint path the weights came from; None for random init
+    weights_sha256: str|None = None # digest of the loaded weights (`weights_digest`)
+
+    @property
+    def identity(self) -> dict:
+        "What makes this model this model: its architecture name and the digest of its weights."
+        return {"model": self.name, "weights_sha256": self.weights_sha256}
 
     @property
     def image_size(self) -> int:
@@ -116,6 +124,28 @@ def _hub_cache_only(cache_only):
     try: yield
     finally: hub_constants.HF_HUB_OFFLINE = saved
 
+def weights_digest(model:torch.nn.Module, # the model whose weights to digest
+                  ) -> str:
+    "sha256 over every state-dict entry's name, dtype, shape and bytes: the identity of a model's weights."
+    digest = hashlib.sha256()
+    for key, value in model.state_dict().items():
+        value = value.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{key}:{value.dtype}:{tuple(value.shape)}".encode())
+        digest.update(value.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+class _DropRandomInitNotice(logging.Filter):
+    "Drops open_clip's 'initialized randomly' notice, which is false when ttpt loads the weights itself."
+    def filter(self, record): return "No pretrained weights loaded" not in record.getMessage()
+
+@contextmanager
+def _quiet_random_init(quiet):
+    "While `quiet`, open_clip's random-init notice is not logged."
+    root, notice = logging.getLogger(), _DropRandomInitNotice()
+    if quiet: root.addFilter(notice)
+    try: yield
+    finally: root.removeFilter(notice)
+
 def load_clip(name:str=MINICLIP, # open_clip model name, e.g. "ttpt-miniclip", "ViT-B-16", "RN50"
               pretrained:str|None="ttpt", # weights tag ("ttpt" for ttpt's shipped weights, "openai", ...); None: random init
               checkpoint:str|Path|None=None, # a local checkpoint file; overrides `pretrained`
@@ -133,7 +163,7 @@ def load_clip(name:str=MINICLIP, # open_clip model name, e.g. "ttpt-miniclip", "
     state = read_state_dict(weights) if weights is not None else None
     try:
         tag = None if weights is not None else pretrained
-        with _hub_cache_only(tag is not None and not hub_reachable()):
+        with _hub_cache_only(tag is not None and not hub_reachable()), _quiet_random_init(weights is not None):
             model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=tag, device="cpu")
     except Exception as e:
         raise RuntimeError(f"Could not obtain the {pretrained!r} weights for {name} ({type(e).__name__}: {e}). "
@@ -144,6 +174,8 @@ def load_clip(name:str=MINICLIP, # open_clip model name, e.g. "ttpt-miniclip", "
         if missing or unexpected:
             raise ValueError(f"{weights} does not fit {name}: {len(missing)} missing keys (e.g. {missing[:3]}), "
                              f"{len(unexpected)} unexpected keys (e.g. {unexpected[:3]})")
-    model.eval().requires_grad_(False).to(device)
+    model.eval().requires_grad_(False)
+    digest = weights_digest(model) # on the CPU, before the move
+    model.to(device, memory_format=torch.channels_last) # convolution towers run ~1.3x faster on CPU in NHWC; other weights are unaffected
     return LoadedCLIP(model, preprocess, open_clip.get_tokenizer(name), name,
-                      str(weights) if weights is not None else pretrained)
+                      str(weights) if weights is not None else pretrained, digest)

@@ -4,9 +4,11 @@
 
 # %% auto #0
 __all__ = ['SINGLE_TEMPLATE', 'ENSEMBLE_TEMPLATES', 'class_text_features', 'image_features', 'encode_dataset', 'clip_logits',
-           'ZeroShot']
+           'TextClassifier', 'format_templates', 'ZeroShot']
 
 # %% ../nbs/02_zeroshot.ipynb #8eb90719
+from dataclasses import dataclass
+
 import PIL.Image
 import torch
 import torch.nn.functional as F
@@ -68,26 +70,38 @@ def clip_logits(clip:LoadedCLIP, # the frozen CLIP (for its logit scale)
     return clip.logit_scale * image_feats @ text_feats.T
 
 # %% ../nbs/02_zeroshot.ipynb #c532d8f4
-class ZeroShot:
+class TextClassifier:
+    "Base of methods that classify with class text features fixed in `prepare` (`self.text_feats`, (K, D))."
+    @torch.no_grad()
+    def predict_batch(self, images:torch.Tensor, # (B, 3, R, R) images through the model's eval preprocessing
+                      indices:list, # their dataset indices
+                     ) -> torch.Tensor:
+        "Class probabilities of a batch of preprocessed images, (B, K)."
+        return clip_logits(self.clip, image_features(self.clip, images), self.text_feats).softmax(-1)
+
+    def predict(self, image:PIL.Image.Image, # raw test image
+                index:int=0, # its dataset index
+               ) -> torch.Tensor:
+        "Class probabilities of one image, (K,)."
+        return self.predict_batch(self.clip.preprocess(image).unsqueeze(0), [index])[0]
+
+def format_templates(templates, # format strings with one `{}`, or callables classname -> prompt
+                    ) -> tuple:
+    "Templates as format strings (a callable `t` becomes `t('{}')`), so that they can be recorded as settings."
+    templates = tuple(_fill(t, "{}") for t in templates)
+    if not templates: raise ValueError("templates must not be empty")
+    return templates
+
+@dataclass
+class ZeroShot(TextClassifier):
     "Zero-shot CLIP with a single prompt or a template ensemble."
-    def __init__(self,
-                 templates=SINGLE_TEMPLATE, # prompt templates (ENSEMBLE_TEMPLATES for the 80-template ensemble)
-                 name:str|None=None, # method name in results tables
-                ):
-        self.templates = tuple(templates)
-        self.name = name or ("zeroshot" if len(self.templates) == 1 else "ensemble")
+    templates:tuple=SINGLE_TEMPLATE # prompt templates (ENSEMBLE_TEMPLATES for the 80-template ensemble)
+    name:str="zeroshot" # method name in results tables
 
-    @property
-    def config(self) -> dict:
-        "The prompts of the class features (recorded beside the results)."
-        return dict(templates=[_fill(t, "{}") for t in self.templates])
+    def __post_init__(self): self.templates = format_templates(self.templates)
 
-    def prepare(self, clip:LoadedCLIP, classnames:list):
+    def prepare(self, clip:LoadedCLIP, # the frozen CLIP
+                classnames:list, # class names in label order
+               ):
         "Compute the class features once for this dataset's classes."
         self.clip, self.text_feats = clip, class_text_features(clip, classnames, self.templates) # (K, D)
-
-    @torch.no_grad()
-    def predict(self, image:PIL.Image.Image, index:int=0) -> torch.Tensor:
-        "Class probabilities of one image, (K,)."
-        x = self.clip.preprocess(image).unsqueeze(0) # (1, 3, H, W)
-        return clip_logits(self.clip, image_features(self.clip, x), self.text_feats).softmax(-1)[0]

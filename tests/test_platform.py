@@ -1,0 +1,80 @@
+"""The shared platform: batched = per-image predictions, cached = uncached view features, settings in the fingerprint,
+and the layering (the data module imports no model code; nothing but the CLI imports the CLI)."""
+import ast
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from ttpt.benchmark import few_shot_source, get_dataset
+from ttpt.coop import CoOp, train_coop
+from ttpt.evaluate import evaluate, method_config
+from ttpt.features import ViewCache
+from ttpt.models import load_clip
+from ttpt.peers import CTPT, Zero
+from ttpt.tpt import TPT
+from ttpt.zeroshot import ENSEMBLE_TEMPLATES, ZeroShot
+
+COLUMNS = ["index", "label", "prediction", "confidence"]
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return load_clip()
+
+
+@pytest.fixture(scope="module")
+def context(clip):
+    return train_coop(clip, few_shot_source(shots=1), epochs=2, progress=False)[0]
+
+
+@pytest.mark.parametrize("name", ["zeroshot", "ensemble", "coop"])
+def test_batched_equals_per_image(clip, context, name):
+    make = {"zeroshot": ZeroShot, "ensemble": lambda: ZeroShot(ENSEMBLE_TEMPLATES, name="ensemble"), "coop": lambda: CoOp(context)}[name]
+    data = get_dataset("cartoon", n=40)
+    one = evaluate(make(), data, clip, batch_size=1, progress=False)
+    batched = evaluate(make(), data, clip, batch_size=16, progress=False)
+    assert one["prediction"].tolist() == batched["prediction"].tolist()
+    torch.testing.assert_close(torch.tensor(one["confidence"].values), torch.tensor(batched["confidence"].values), rtol=0, atol=1e-5)  # batched convolutions round differently
+
+
+@pytest.mark.parametrize("name", ["tpt", "c-tpt", "tpt+coop", "zero"])
+def test_cached_equals_uncached(clip, context, name, tmp_path):
+    make = {"tpt": lambda: TPT(n_views=16, keep=0.25), "c-tpt": lambda: CTPT(n_views=16, keep=0.25),
+            "tpt+coop": lambda: TPT(n_views=16, keep=0.25, init=context, name="tpt+coop"), "zero": lambda: Zero(n_views=16)}[name]
+    data = get_dataset("hard", n=5)
+    fresh = evaluate(make(), data, clip, progress=False)
+    cache = ViewCache(tmp_path)
+    filling = evaluate(make(), data, clip, view_cache=cache, progress=False)  # computes and stores
+    reading = evaluate(make(), data, clip, view_cache=ViewCache(tmp_path), progress=False)  # reads back, as a later run would
+    pd.testing.assert_frame_equal(fresh[COLUMNS], filling[COLUMNS])
+    pd.testing.assert_frame_equal(fresh[COLUMNS], reading[COLUMNS])
+
+
+def test_every_setting_is_in_the_fingerprint():
+    "Two Zero runs with different templates of the same count must not share results (the config once held only the count)."
+    a, b = Zero(templates=("a photo of a {}.", "a drawing of a {}.")), Zero(templates=("a photo of a {}.", "a sketch of a {}."))
+    assert method_config(a) != method_config(b)
+    assert method_config(TPT(init=torch.zeros(4, 8))) != method_config(TPT(init=torch.ones(4, 8)))
+    assert set(method_config(CTPT())) >= {"n_views", "keep", "augmix", "seed", "steps", "lr", "init", "update", "dispersion_weight"}
+
+
+def test_zero_templates_get_their_own_results_file(clip, tmp_path):
+    data = get_dataset("sketch", n=2)
+    evaluate(Zero(n_views=8, keep=0.5, templates=("a photo of a {}.", "a drawing of a {}.")), data, clip, out=tmp_path, progress=False)
+    with pytest.raises(ValueError, match="method_config.templates"):
+        evaluate(Zero(n_views=8, keep=0.5, templates=("a photo of a {}.", "a sketch of a {}.")), data, clip, out=tmp_path, progress=False)
+
+
+def _imports(module):
+    tree = ast.parse((Path(__file__).parents[1] / "ttpt" / f"{module}.py").read_text())
+    return {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module} | \
+           {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+
+
+def test_layering():
+    modules = [p.stem for p in (Path(__file__).parents[1] / "ttpt").glob("*.py") if not p.stem.startswith("_")]
+    assert [m for m in modules if m != "cli" and any(i.endswith("cli") for i in _imports(m))] == []
+    model_code = {"ttpt.models", "ttpt.zeroshot", "ttpt.prompts", "ttpt.evaluate", "open_clip", "torch"}
+    assert _imports("benchmark") & model_code == set(), "the data module must not import model code"
