@@ -14,55 +14,40 @@ from PIL import Image
 from fastcore.script import call_parse
 from .models import MINICLIP, write_state_dict, data_dir
 from .checks import check_int
-from .world import (ATTRIBUTES, DOMAINS, SEEN_PAIRS, caption, render, rng_for, sample_scene)
+from .views import crop_flip_view, normalise
+from .world import (ATTRIBUTES, DOMAINS, IMAGE_SIZE, SEEN_PAIRS, caption, render, rng_for, sample_scene)
+from open_clip import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+from torch.utils.data import DataLoader, Dataset
 
 # %% auto #0
-__all__ = ['PRETRAIN_STREAM', 'DOMAIN_MIX', 'MEAN', 'STD', 'random_resized_crop', 'to_tensor', 'make_batch', 'positive_pairs',
-           'multi_positive_clip_loss', 'make_optimizer', 'lr_at', 'pretrain', 'save_pretrained', 'model_card', 'main']
+__all__ = ['PRETRAIN_STREAM', 'DOMAIN_MIX', 'CROP_SCALE', 'make_batch', 'positive_pairs', 'multi_positive_clip_loss',
+           'make_optimizer', 'lr_at', 'PretrainStream', 'stream_loader', 'pretrain', 'save_pretrained', 'model_card',
+           'main']
 
 # %% ../nbs/11_pretrain.ipynb #707629bb
 PRETRAIN_STREAM = 1000  # rng stream id of pretraining data (benchmark sets use other ids)
-DOMAIN_MIX = {"photo": 0.80, "sketch": 0.04, "cartoon": 0.08, "corrupted": 0.04, "hard": 0.04}  # P(domain) of the stream
-MEAN, STD = open_clip.OPENAI_DATASET_MEAN, open_clip.OPENAI_DATASET_STD  # the model's normalisation
-
-def random_resized_crop(img:Image.Image,           # square input image
-                        rng:np.random.Generator,   # crop randomness
-                        scale:tuple=(0.6, 1.0),    # range of the crop's area fraction
-                        ratio:tuple=(3/4, 4/3),    # range of the crop's aspect ratio (log-uniform)
-                        flip:bool=True,            # also flip horizontally with probability 1/2
-                       )->Image.Image:
-    "RandomResizedCrop back to the input size, plus an optional horizontal flip."
-    W, H = img.size
-    area = rng.uniform(*scale) * W * H
-    aspect = math.exp(rng.uniform(math.log(ratio[0]), math.log(ratio[1])))
-    w, h = min(W, math.sqrt(area * aspect)), min(H, math.sqrt(area / aspect))
-    x0, y0 = rng.uniform(0, W - w), rng.uniform(0, H - h)
-    out = img.resize((W, H), Image.BICUBIC, box=(x0, y0, x0 + w, y0 + h))
-    return out.transpose(Image.FLIP_LEFT_RIGHT) if flip and rng.random() < 0.5 else out
-
-def to_tensor(images:list, # PIL RGB images of equal size
-             )->torch.Tensor:
-    "PIL images -> normalised float tensor (B, 3, H, W)."
-    x = torch.from_numpy(np.stack([np.asarray(im, np.float32) for im in images])).permute(0, 3, 1, 2) / 255.0
-    return (x - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
+DOMAIN_MIX = {"photo": 0.97, "sketch": 0.005, "cartoon": 0.005, "corrupted": 0.01, "hard": 0.01}  # P(domain) of the stream
+CROP_SCALE = (0.6, 1.0)  # area range of the pretraining crops
 
 def make_batch(seed:int,        # run seed
                step:int,        # training step
                batch_size:int,  # images per batch
                augment:bool=True, # apply random-resized crop + flip
+               domain_mix:dict|None=None, # P(domain) of the stream; None: `DOMAIN_MIX`
               )->dict:
     "One deterministic pretraining batch: images (B,3,H,W), captions, attributes (B,A) and caption masks (B,A)."
-    domains, p = list(DOMAIN_MIX), np.array(list(DOMAIN_MIX.values()))
+    mix = DOMAIN_MIX if domain_mix is None else domain_mix
+    domains, p = list(mix), np.array(list(mix.values()), dtype=np.float64)
     images, texts, attrs, masks = [], [], [], []
     for b in range(batch_size):
         rng = rng_for(seed, PRETRAIN_STREAM, step * batch_size + b)
-        scene = sample_scene(rng, domains[rng.choice(len(domains), p=p)], SEEN_PAIRS)
+        scene = sample_scene(rng, domains[rng.choice(len(domains), p=p / p.sum())], SEEN_PAIRS)
         text, mask = caption(scene, rng)
         img = render(scene, rng)
-        images.append(random_resized_crop(img, rng) if augment else img)
+        images.append(crop_flip_view(img, rng, IMAGE_SIZE, scale=CROP_SCALE) if augment else img)
         texts.append(text); attrs.append(scene.attributes()); masks.append(mask)
-    return dict(images=to_tensor(images), texts=texts, attrs=torch.from_numpy(np.stack(attrs)),
-                masks=torch.from_numpy(np.stack(masks)))
+    return dict(images=torch.from_numpy(normalise(images, OPENAI_DATASET_MEAN, OPENAI_DATASET_STD)), texts=texts,
+                attrs=torch.from_numpy(np.stack(attrs)), masks=torch.from_numpy(np.stack(masks)))
 
 # %% ../nbs/11_pretrain.ipynb #27504005
 def positive_pairs(attrs:torch.Tensor, # (B, A) attribute ids of each image
@@ -109,6 +94,26 @@ def lr_at(step:int,   # current step, from 0
     return lr * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
 
 # %% ../nbs/11_pretrain.ipynb #20e0e583
+class PretrainStream(Dataset):
+    "Batch t of the pretraining stream as item t, for a DataLoader that renders batches ahead in worker processes."
+    def __init__(self, seed:int, # run seed
+                 steps:int, # number of batches
+                 batch_size:int, # images per batch
+                 domain_mix:dict|None=None, # P(domain) of the stream; None: `DOMAIN_MIX`
+                 start:int=0, # first step
+                ):
+        self.seed, self.steps, self.batch_size, self.domain_mix, self.start = seed, steps, batch_size, domain_mix, start
+    def __len__(self): return self.steps - self.start
+    def __getitem__(self, k): return make_batch(self.seed, self.start + k, self.batch_size, domain_mix=self.domain_mix)
+
+def stream_loader(stream:PretrainStream, # the batches to render
+                  workers:int=1, # rendering processes (0: render in this process)
+                 )->DataLoader:
+    "Batches of `stream` in order, rendered ahead by `workers` processes."
+    return DataLoader(stream, batch_size=None, shuffle=False, num_workers=workers, prefetch_factor=4 if workers else None,
+                      persistent_workers=False)
+
+# %% ../nbs/11_pretrain.ipynb #cad2f115
 def pretrain(seed:int=0,              # seeds model init and the data stream
              steps:int=600,            # optimisation steps
              batch_size:int=256,       # images (and captions) per step
@@ -116,37 +121,51 @@ def pretrain(seed:int=0,              # seeds model init and the data stream
              warmup:int=40,            # linear warm-up steps
              weight_decay:float=0.1,   # AdamW decay on weight matrices
              logit_scale_lr_mult:float=10.0, # learning-rate boost of the logit scale
+             domain_mix:dict|None=None, # P(domain) of the stream; None: `DOMAIN_MIX`
              threads:int|None=1,       # torch CPU threads (fixed for reproducibility); None leaves the setting
+             workers:int=1,            # DataLoader processes rendering batches ahead (0: render in this process)
+             device:str="cpu",         # where the model trains ("cuda" on a GPU)
              model_name:str=MINICLIP,  # registered open_clip model config
              log_every:int=25,         # print progress every this many steps (0: silent)
+             checkpoint_every:int=0,   # also save the weights every this many steps (0: never)
+             checkpoint_dir:str|Path|None=None, # where those checkpoints go
             )->tuple:
     "Pretrain a CLIP from scratch on the world's caption stream; returns (model, log dict)."
     seed, steps, batch_size = check_int(seed, "seed", 0), check_int(steps, "steps", 1), check_int(batch_size, "batch_size", 2)
+    mix = dict(DOMAIN_MIX if domain_mix is None else domain_mix)
+    if set(mix) - set(DOMAINS) or min(mix.values()) < 0 or sum(mix.values()) <= 0:
+        raise ValueError(f"domain_mix must map domains of {DOMAINS} to non-negative weights, got {mix}")
+    if checkpoint_every and checkpoint_dir is None: raise ValueError("checkpoint_every needs a checkpoint_dir")
     if threads is not None: torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    model = open_clip.create_model(model_name)
+    model = open_clip.create_model(model_name).to(device)
     tokenizer = open_clip.get_tokenizer(model_name)
     opt = make_optimizer(model, lr, weight_decay, logit_scale_lr_mult)
     model.train()
     log = dict(step=[], loss=[], logit_scale=[], seconds=[])
+    settings = dict(seed=seed, steps=steps, batch_size=batch_size, lr=lr, warmup=warmup, weight_decay=weight_decay,
+                    logit_scale_lr_mult=logit_scale_lr_mult, threads=threads, workers=workers, device=str(device),
+                    model_name=model_name, domain_mix=mix)
     t0 = time.perf_counter()
-    for step in range(steps):
-        batch = make_batch(seed, step, batch_size)
+    for step, batch in enumerate(stream_loader(PretrainStream(seed, steps, batch_size, mix), workers)):
         for g in opt.param_groups: g["lr"] = lr_at(step, steps, lr, warmup) * g["lr_mult"]
-        img = F.normalize(model.encode_image(batch["images"]), dim=-1)  # (B, D)
-        txt = F.normalize(model.encode_text(tokenizer(batch["texts"])), dim=-1)  # (B, D)
-        loss = multi_positive_clip_loss(img, txt, model.logit_scale.exp(), positive_pairs(batch["attrs"], batch["masks"]))
+        img = F.normalize(model.encode_image(batch["images"].to(device)), dim=-1)  # (B, D)
+        txt = F.normalize(model.encode_text(tokenizer(batch["texts"]).to(device)), dim=-1)  # (B, D)
+        positives = positive_pairs(batch["attrs"], batch["masks"]).to(device)  # (B, B)
+        loss = multi_positive_clip_loss(img, txt, model.logit_scale.exp(), positives)
         opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
         with torch.no_grad(): model.logit_scale.clamp_(0, math.log(100))
         log["step"].append(step); log["loss"].append(loss.item())
         log["logit_scale"].append(model.logit_scale.exp().item()); log["seconds"].append(time.perf_counter() - t0)
         if log_every and (step % log_every == 0 or step == steps - 1):
-            print(f"step {step:4d}  loss {loss.item():.3f}  scale {log['logit_scale'][-1]:.1f}  {log['seconds'][-1]:.0f}s", flush=True)
+            print(f"step {step:5d}  loss {loss.item():.3f}  scale {log['logit_scale'][-1]:.1f}  {log['seconds'][-1]:.0f}s", flush=True)
+        if checkpoint_every and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
+            model.eval()
+            save_pretrained(model, {**log, **settings, "wall_seconds": log["seconds"][-1]}, Path(checkpoint_dir)/f"step{step + 1}.safetensors")
+            model.train()
     model.eval()
-    log.update(seed=seed, steps=steps, batch_size=batch_size, lr=lr, warmup=warmup, weight_decay=weight_decay,
-               logit_scale_lr_mult=logit_scale_lr_mult, threads=threads, model_name=model_name,
-               wall_seconds=time.perf_counter() - t0, domain_mix=DOMAIN_MIX)
-    return model, log
+    log.update(settings, wall_seconds=time.perf_counter() - t0)
+    return model.cpu(), log
 
 def save_pretrained(model:torch.nn.Module, # trained CLIP
                     log:dict,              # the log returned by `pretrain`
@@ -213,7 +232,7 @@ def main(out:str="data/miniclip/ttpt-miniclip.safetensors", # where to write the
          threads:int=2,       # torch CPU threads (the shipped weights used 2; results depend on it)
         ):
     "Pretrain ttpt-miniclip and write its float16 safetensors weights (and a .log.json) to `out`."
-    from ttpt.benchmark import zeroshot_table
+    from ttpt.experiments import zeroshot_table
     from ttpt.models import load_clip
     model, log = pretrain(seed=seed, steps=steps, batch_size=batch_size, threads=threads)
     print(f"saved {save_pretrained(model, log, out)} after {log['wall_seconds']:.0f}s")
