@@ -31,8 +31,10 @@ def _add_method_args(parser):
     parser.add_argument("--steps", type=int, default=1, help="TPT steps per image")
     parser.add_argument("--seed", type=int, default=0, help="seed of views, benchmark sets and source training")
     parser.add_argument("--source-dir", default="results/source", help="cache of source-trained contexts (CoOp, ...), shared by eval and compare")
+    parser.add_argument("--source", default="photo", help="labelled source set of the source stages (base: base-to-new)")
+    parser.add_argument("--shots", type=int, default=16, help="labelled source images per class")
     parser.add_argument("--coop-epochs", type=int, default=50, help="CoOp training epochs")
-    parser.add_argument("--coop-shots", type=int, default=16, help="CoOp training images per source class")
+    parser.add_argument("--self-tpt-epochs", type=int, default=50, help="Self-TPT source-stage epochs")
 
 def parser() -> argparse.ArgumentParser:
     "The `ttpt` argument parser."
@@ -82,8 +84,8 @@ def _load(args):
     return load_clip(args.model, pretrained=pretrained, checkpoint=args.checkpoint, device=args.device)
 
 def _setup(args, clip):
-    return Setup(clip, source_dir=args.source_dir, n_views=args.views, steps=args.steps, seed=args.seed,
-                 coop_epochs=args.coop_epochs, coop_shots=args.coop_shots)
+    return Setup(clip, source_dir=args.source_dir, n_views=args.views, steps=args.steps, seed=args.seed, source=args.source,
+                 shots=args.shots, coop_epochs=args.coop_epochs, self_tpt_epochs=args.self_tpt_epochs)
 
 def _run(args):
     clip = _load(args)

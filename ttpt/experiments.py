@@ -25,6 +25,7 @@ from .evaluate import dataset_identity, evaluate, model_identity, summarise
 from .features import ViewCache
 from .models import LoadedCLIP
 from .peers import CTPT, Zero
+from .self_tpt import SelfTPT, SelfTPTViews, train_source_stage
 from .tpt import TPT
 from .zeroshot import ENSEMBLE_TEMPLATES, ZeroShot
 
@@ -56,8 +57,10 @@ class Setup:
     n_views:int=64 # views per image of the test-time methods
     steps:int=1 # TPT steps per image
     seed:int=0 # seed of the views, the source sets and source training
+    source:str="photo" # the labelled source set's benchmark name ("base" for base-to-new)
+    shots:int=16 # labelled source images per class
     coop_epochs:int=50 # CoOp epochs
-    coop_shots:int=16 # CoOp training images per source class
+    self_tpt_epochs:int=50 # Self-TPT source-stage epochs
     progress:bool=True # progress bars while training source artifacts
 
     def artifact(self, name:str, # what it is
@@ -67,11 +70,21 @@ class Setup:
         "A source-trained artifact for this model, cached in `source_dir`."
         return source_artifact(self.clip, self.source_dir, name, settings, train)
 
+    def source_set(self):
+        "The labelled few-shot source set."
+        return few_shot_source(shots=self.shots, seed=self.seed, name=self.source)
+
     def coop_context(self) -> torch.Tensor:
-        "CoOp's context trained on the few-shot photo source set, (M, W), cached."
-        source = few_shot_source(shots=self.coop_shots, seed=self.seed)
+        "CoOp's context trained on the few-shot source set, (M, W), cached."
+        source = self.source_set()
         settings = {"source": dataset_identity(source), "epochs": self.coop_epochs, "seed": self.seed}
         return self.artifact("coop", settings, lambda: {"context": train_coop(self.clip, source, epochs=self.coop_epochs, seed=self.seed, progress=self.progress)[0]})["context"]
+
+    def self_tpt_stage1(self) -> dict:
+        "Self-TPT's source stage (context and head, default weights), cached."
+        source = self.source_set()
+        settings = {"source": dataset_identity(source), "epochs": self.self_tpt_epochs, "seed": self.seed}
+        return self.artifact("self-tpt", settings, lambda: train_source_stage(self.clip, source, epochs=self.self_tpt_epochs, seed=self.seed, progress=self.progress)[0])
 
 @dataclass
 class MethodEntry:
@@ -87,6 +100,9 @@ METHODS = { # table name -> MethodEntry
     "tpt+coop": MethodEntry(lambda s: TPT(n_views=s.n_views, steps=s.steps, seed=s.seed, init=s.coop_context(), name="tpt+coop"), "TPT started from CoOp's context"),
     "c-tpt": MethodEntry(lambda s: CTPT(n_views=s.n_views, steps=s.steps, seed=s.seed), "C-TPT: TPT with a text-dispersion calibration term"),
     "zero": MethodEntry(lambda s: Zero(n_views=s.n_views, seed=s.seed), "Zero: vote of the confident views, no backprop"),
+    "self-tpt": MethodEntry(lambda s: SelfTPT(**s.self_tpt_stage1()), "Self-TPT: prompt adapted once per class set by contrastive prompt tuning"),
+    "self-tpt-v": MethodEntry(lambda s: SelfTPTViews(n_views=s.n_views, seed=s.seed, base=SelfTPT(**s.self_tpt_stage1())),
+                              "Self-TPT-v: Self-TPT averaging the predictions of 64 views"),
 }
 STANDARD = ("zeroshot", "ensemble", "coop", "tpt", "tpt+coop", "c-tpt", "zero") # the default comparison, in table order
 

@@ -1,0 +1,111 @@
+"Self-TPT: CPT's loss by hand, gradient matching against finite differences, stage 2 reads no image, determinism, batched = per-image."
+import PIL.Image
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ttpt.benchmark import few_shot_source, get_dataset
+from ttpt.cpt import TextViews, supervised_contrastive_loss
+from ttpt.evaluate import evaluate
+from ttpt.models import load_clip
+from ttpt.self_tpt import GradientMatching, SelfTPT, SelfTPTViews, adapt_to_classnames, train_source_stage
+from ttpt.zeroshot import encode_dataset
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return load_clip()
+
+
+@pytest.fixture(scope="module")
+def stage1(clip):
+    source = few_shot_source(shots=1)
+    return train_source_stage(clip, source, epochs=2, features=encode_dataset(clip, source), progress=False)[0]
+
+
+def test_cpt_loss_by_hand():
+    e1, e2 = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
+    features = torch.stack([torch.stack([e1, e1]), torch.stack([e2, e2]), torch.stack([-e1, -e1])])
+    # anchors of classes 0 and 2: −log e/(e + 2 + 2/e) = 0.6963567; class 1: −log e/(e + 4) = 0.9048324
+    assert supervised_contrastive_loss(features, temperature=1.0).item() == pytest.approx((4 * 0.6963567 + 2 * 0.9048324) / 6, abs=1e-6)
+
+
+def test_gradient_matching_passes_gradcheck(tmp_path):
+    "L_GM(v) = 1 − cos(∇L_CE, EMA(∇L_CPT)) differentiated through both gradients, against finite differences (float64)."
+    import json
+    import open_clip
+    from ttpt.self_tpt import context_gradients, second_order
+    config = {"embed_dim": 16, "vision_cfg": {"image_size": 32, "layers": [1, 1, 1, 1], "width": 8},
+              "text_cfg": {"context_length": 20, "vocab_size": 49408, "width": 16, "heads": 2, "layers": 1}}
+    (tmp_path / "ttpt-tiny-test.json").write_text(json.dumps(config))
+    open_clip.add_model_config(tmp_path)
+    torch.manual_seed(0)
+    tiny = load_clip("ttpt-tiny-test", pretrained=None)
+    tiny.model.double()
+    views = TextViews(tiny, ["red star", "blue ring"], init="a photo")
+    feats, labels = F.normalize(torch.randn(3, 16, dtype=torch.float64), dim=-1), torch.tensor([0, 1, 0])
+    earlier = torch.randn(views.ctx.shape, dtype=torch.float64)
+
+    def matching(context):
+        for learner in views.learners: learner.ctx = context
+        z = views()
+        ce = F.cross_entropy(tiny.logit_scale * feats @ z[:, 0].T, labels)
+        gm = GradientMatching(decay=0.5)
+        gm.average = earlier
+        return gm(*context_gradients(ce, supervised_contrastive_loss(z, 0.5), context))
+
+    context = torch.nn.Parameter(views.ctx.detach().double().clone())
+    with second_order():
+        assert torch.autograd.gradcheck(matching, (context,), eps=1e-6, atol=1e-5, rtol=1e-3)
+
+
+def test_stage_two_reads_no_image(clip, stage1, monkeypatch):
+    "Stage 2 (prepare) works with every path to an image blocked: no encoder call, no file opened, no dataset item read."
+    def blocked(*args, **kwargs): raise AssertionError("stage 2 touched an image")
+    data = get_dataset("shapes", n=6)
+    reads = []
+    original = type(data).__getitem__
+    monkeypatch.setattr(type(data), "__getitem__", lambda self, i: reads.append(i) or original(self, i))
+    method = SelfTPT(**stage1, steps=3)
+    with monkeypatch.context() as m:
+        m.setattr(clip.model, "encode_image", blocked)
+        m.setattr(clip.model.visual, "forward", blocked)
+        m.setattr(PIL.Image, "open", blocked)
+        method.prepare(clip, data.classes)
+    assert reads == [] and len(method.stage2_losses) == 3
+    assert method.text_feats.shape == (len(data.classes), 128)
+
+
+def test_stages_are_deterministic(clip, stage1):
+    source = few_shot_source(shots=1)
+    again = train_source_stage(clip, source, epochs=2, features=encode_dataset(clip, source), progress=False)[0]
+    assert torch.equal(again["context"], stage1["context"]) and torch.equal(again["head"], stage1["head"])
+    classes = get_dataset("colours", n=1).classes
+    a, _ = adapt_to_classnames(clip, classes, stage1["context"], stage1["head"], steps=4)
+    b, _ = adapt_to_classnames(clip, classes, stage1["context"], stage1["head"], steps=4)
+    assert torch.equal(a.ctx, b.ctx)
+
+
+def test_batched_equals_per_image(clip, stage1):
+    data = get_dataset("cartoon", n=20)
+    one = evaluate(SelfTPT(**stage1, steps=2), data, clip, batch_size=1, progress=False)
+    batched = evaluate(SelfTPT(**stage1, steps=2), data, clip, batch_size=8, progress=False)
+    assert one["prediction"].tolist() == batched["prediction"].tolist()
+    assert (one["confidence"] - batched["confidence"]).abs().max() < 1e-5
+
+
+def test_views_variant_averages_views(clip, stage1):
+    data = get_dataset("hard", n=2)
+    method = SelfTPTViews(n_views=8, base=SelfTPT(**stage1, steps=2))
+    method.prepare(clip, data.classes)
+    probs = method.predict(data[0][0], 0)
+    assert probs.shape == (36,) and abs(probs.sum().item() - 1) < 1e-5
+
+
+def test_clear_errors(stage1):
+    with pytest.raises(ValueError, match="steps must be ≥ 0"):
+        SelfTPT(**stage1, steps=-1)
+    with pytest.raises(ValueError, match="decay must be in"):
+        GradientMatching(decay=1.5)
+    with pytest.raises(ValueError, match="needs a base SelfTPT"):
+        SelfTPTViews()
