@@ -25,6 +25,8 @@ from .evaluate import dataset_identity, evaluate, model_identity, summarise
 from .features import ViewCache
 from .models import LoadedCLIP
 from .peers import CTPT, Zero
+from .sapt import train_sapt
+from .stss import STSS
 from .self_tpt import SelfTPT, SelfTPTViews, train_source_stage
 from .tpt import TPT
 from .zeroshot import ENSEMBLE_TEMPLATES, ZeroShot
@@ -61,6 +63,7 @@ class Setup:
     shots:int=16 # labelled source images per class
     coop_epochs:int=50 # CoOp epochs
     self_tpt_epochs:int=50 # Self-TPT source-stage epochs
+    sapt_rho:float=0.1 # SAPT's SAM radius ρ
     progress:bool=True # progress bars while training source artifacts
 
     def artifact(self, name:str, # what it is
@@ -79,6 +82,12 @@ class Setup:
         source = self.source_set()
         settings = {"source": dataset_identity(source), "epochs": self.coop_epochs, "seed": self.seed}
         return self.artifact("coop", settings, lambda: {"context": train_coop(self.clip, source, epochs=self.coop_epochs, seed=self.seed, progress=self.progress)[0]})["context"]
+
+    def sapt_context(self) -> torch.Tensor:
+        "TLLA's SAPT context (CoOp's schedule with a sharpness-aware step of radius `sapt_rho`), (M, W), cached."
+        source = self.source_set()
+        settings = {"source": dataset_identity(source), "epochs": self.coop_epochs, "seed": self.seed, "rho": self.sapt_rho}
+        return self.artifact("sapt", settings, lambda: {"context": train_sapt(self.clip, source, rho=self.sapt_rho, epochs=self.coop_epochs, seed=self.seed, progress=self.progress)[0]})["context"]
 
     def self_tpt_stage1(self) -> dict:
         "Self-TPT's source stage (context and head, default weights), cached."
@@ -103,6 +112,10 @@ METHODS = { # table name -> MethodEntry
     "self-tpt": MethodEntry(lambda s: SelfTPT(**s.self_tpt_stage1()), "Self-TPT: prompt adapted once per class set by contrastive prompt tuning"),
     "self-tpt-v": MethodEntry(lambda s: SelfTPTViews(n_views=s.n_views, seed=s.seed, base=SelfTPT(**s.self_tpt_stage1())),
                               "Self-TPT-v: Self-TPT averaging the predictions of 64 views"),
+    "sapt": MethodEntry(lambda s: CoOp(s.sapt_context(), name="sapt"), "SAPT: a context learned with sharpness-aware minimisation, used as is"),
+    "stss": MethodEntry(lambda s: STSS(n_views=s.n_views, seed=s.seed), "STSS: the flattest views of the hand-written prompt vote, no backprop"),
+    "tlla": MethodEntry(lambda s: STSS(n_views=s.n_views, seed=s.seed, context=s.sapt_context(), name="tlla"),
+                        "TLLA: SAPT's prompt with sharpness-based view selection, no backprop"),
 }
 STANDARD = ("zeroshot", "ensemble", "coop", "tpt", "tpt+coop", "c-tpt", "zero") # the default comparison, in table order
 
