@@ -21,9 +21,10 @@ from torchvision.datasets import ImageFolder
 from .benchmark import BENCHMARKS, SUITES, few_shot_source, get_dataset
 from .checks import check_int
 from .coop import CoOp, train_coop
-from .evaluate import dataset_identity, evaluate, model_identity, summarise
+from .evaluate import dataset_identity, evaluate, method_config, model_identity, summarise
 from .features import ViewCache
 from .models import LoadedCLIP
+from .metatpt import MetaTPT, meta_train
 from .peers import CTPT, Zero
 from .sapt import train_sapt
 from .stss import STSS
@@ -64,6 +65,8 @@ class Setup:
     coop_epochs:int=50 # CoOp epochs
     self_tpt_epochs:int=50 # Self-TPT source-stage epochs
     sapt_rho:float=0.1 # SAPT's SAM radius ρ
+    meta_shots:int=4 # labelled source images per class for MetaTPT's meta-training
+    meta_epochs:int=10 # MetaTPT meta-training epochs
     progress:bool=True # progress bars while training source artifacts
 
     def artifact(self, name:str, # what it is
@@ -88,6 +91,13 @@ class Setup:
         source = self.source_set()
         settings = {"source": dataset_identity(source), "epochs": self.coop_epochs, "seed": self.seed, "rho": self.sapt_rho}
         return self.artifact("sapt", settings, lambda: {"context": train_sapt(self.clip, source, rho=self.sapt_rho, epochs=self.coop_epochs, seed=self.seed, progress=self.progress)[0]})["context"]
+
+    def metatpt_init(self) -> torch.Tensor:
+        "MetaTPT's meta-learned starting views (first-order MAML on source episodes), (V, 5), cached."
+        source = few_shot_source(shots=self.meta_shots, seed=self.seed, name=self.source)
+        settings = {"source": dataset_identity(source), "epochs": self.meta_epochs, "seed": self.seed, "method": method_config(MetaTPT(seed=self.seed))}
+        train = lambda: {"augment_init": meta_train(self.clip, source, MetaTPT(seed=self.seed), epochs=self.meta_epochs, seed=self.seed, progress=self.progress)[0]}
+        return self.artifact("metatpt", settings, train)["augment_init"]
 
     def self_tpt_stage1(self) -> dict:
         "Self-TPT's source stage (context and head, default weights), cached."
@@ -116,6 +126,8 @@ METHODS = { # table name -> MethodEntry
     "stss": MethodEntry(lambda s: STSS(n_views=s.n_views, seed=s.seed), "STSS: the flattest views of the hand-written prompt vote, no backprop"),
     "tlla": MethodEntry(lambda s: STSS(n_views=s.n_views, seed=s.seed, context=s.sapt_context(), name="tlla"),
                         "TLLA: SAPT's prompt with sharpness-based view selection, no backprop"),
+    "metatpt": MethodEntry(lambda s: MetaTPT(steps=s.steps, seed=s.seed, augment_init=s.metatpt_init()),
+                           "MetaTPT: per-image learned affine views (meta-learned start), then TPT's step; 32 views"),
 }
 STANDARD = ("zeroshot", "ensemble", "coop", "tpt", "tpt+coop", "c-tpt", "zero") # the default comparison, in table order
 
