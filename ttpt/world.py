@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_world.ipynb #cbfab974
 from __future__ import annotations
-import io, math, numbers
+import io, math
 from dataclasses import dataclass, replace
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -198,6 +198,7 @@ def _composite(bg:np.ndarray, fill:np.ndarray, mask:np.ndarray)->np.ndarray:
     m = mask[..., None]
     return bg * (1 - m) + fill * m
 
+# %% ../nbs/10_world.ipynb #792c9308
 def _photo_background(rng:np.random.Generator)->np.ndarray:
     "Muted two-colour linear gradient with sensor noise, (H, W, 3)."
     grey = rng.uniform(70, 200, 2)[:, None]
@@ -231,6 +232,7 @@ def render_photo(scene:Scene,             # what to draw
     img, _ = _photo_object(scene, rng, _photo_background(rng))
     return _to_image(img)
 
+# %% ../nbs/10_world.ipynb #579b6cea
 def render_sketch(scene:Scene,             # what to draw (its colour is ignored)
                   rng:np.random.Generator, # all of the rendering's randomness
                  )->Image.Image:
@@ -245,6 +247,7 @@ def render_sketch(scene:Scene,             # what to draw (its colour is ignored
     g = paper * (1 - ink * strokes) + rng.normal(0, 3, mask.shape)
     return _to_image(np.repeat(g[..., None], 3, -1))
 
+# %% ../nbs/10_world.ipynb #124caf14
 def _hue_shift(rgb:np.ndarray, degrees:float)->np.ndarray:
     "Rotate an RGB colour's hue about the grey axis, (3,)."
     a = math.radians(degrees); c, s = math.cos(a), math.sin(a)
@@ -271,6 +274,7 @@ def render_cartoon(scene:Scene,             # what to draw (needs a colour)
     img = _composite(img, np.zeros_like(img), edge_of(mask, int(rng.integers(1, 3))))  # 1–2 px outline
     return _to_image(img)
 
+# %% ../nbs/10_world.ipynb #33ea5af5
 CORRUPTIONS = ("noise", "blur", "pixelate", "jpeg", "fog")  # ImageNet-C-like corruptions
 
 def corrupt(img:Image.Image,             # clean image
@@ -301,6 +305,7 @@ def render_corrupted(scene:Scene,             # what to draw
     for k in rng.choice(len(CORRUPTIONS), int(rng.integers(1, 3)), replace=False): img = corrupt(img, CORRUPTIONS[k], rng)
     return img
 
+# %% ../nbs/10_world.ipynb #4d69ee3f
 def _random_seen_pair(rng:np.random.Generator)->tuple:
     return SEEN_PAIRS[rng.integers(len(SEEN_PAIRS))]
 
@@ -325,6 +330,7 @@ def render_hard(scene:Scene,             # what to draw (count is forced to 1)
     img = _composite(img, np.broadcast_to(rng.uniform(30, 230, 3), img.shape), bar * 0.85)
     return _to_image(img)
 
+# %% ../nbs/10_world.ipynb #39ad7a66
 RENDERERS = {"photo": render_photo, "sketch": render_sketch, "cartoon": render_cartoon,
              "corrupted": render_corrupted, "hard": render_hard}
 

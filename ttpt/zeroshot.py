@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
 
 from .models import LoadedCLIP
-from .checks import check_classnames
+from .checks import check_classnames, check_prompt_length
 from .prompts import encode_token_ids
 
 # %% ../nbs/02_zeroshot.ipynb #46c8e2ee
@@ -36,7 +36,9 @@ def class_text_features(clip:LoadedCLIP, # the frozen CLIP
     classnames = check_classnames(classnames)
     if not len(templates): raise ValueError("templates must not be empty")
     prompts = [_fill(t, c) for c in classnames for t in templates] # class-major: (K*T,)
-    ids = clip.tokenizer(prompts)
+    ids = clip.tokenizer(prompts) # (K*T, context length), cut to fit
+    filled = ids[:, -1].nonzero().flatten().tolist() # only a prompt that fills the whole context can have been cut
+    if filled: check_prompt_length([prompts[i] for i in filled], [len(clip.tokenizer.encode(prompts[i])) + 2 for i in filled], clip.model.context_length)
     feats = torch.cat([encode_token_ids(clip.model, ids[i:i + batch_size]) for i in range(0, len(ids), batch_size)]) # (K*T, D)
     mean = feats.view(len(classnames), len(templates), -1).mean(dim=1) # \bar w_c, (K, D)
     return F.normalize(mean, dim=-1) # w_c
