@@ -78,3 +78,30 @@ def test_layering():
     assert [m for m in modules if m != "cli" and any(i.endswith("cli") for i in _imports(m))] == []
     model_code = {"ttpt.models", "ttpt.zeroshot", "ttpt.prompts", "ttpt.evaluate", "open_clip", "torch"}
     assert _imports("benchmark") & model_code == set(), "the data module must not import model code"
+
+
+@pytest.mark.parametrize("name", ["tpt", "c-tpt", "tpt+coop"])
+def test_batched_episodes_equal_sequential(clip, context, name):
+    "B episodes in one pass give the predictions of B sequential episodes (float32)."
+    make = {"tpt": lambda: TPT(n_views=16, keep=0.25, steps=2), "c-tpt": lambda: CTPT(n_views=16, keep=0.25, steps=2),
+            "tpt+coop": lambda: TPT(n_views=16, keep=0.25, steps=2, init=context, name="tpt+coop")}[name]
+    data = get_dataset("hard", n=10)
+    one = evaluate(make(), data, clip, progress=False)
+    together = evaluate(make(), data, clip, episodes=4, progress=False)
+    assert one["prediction"].tolist() == together["prediction"].tolist()
+    assert (one["confidence"] - together["confidence"]).abs().max() < 1e-5
+
+
+def test_worker_processes_give_the_in_process_results(clip, tmp_path):
+    "Views made in DataLoader worker processes (with prefetch) give the predictions of views made in process."
+    data = get_dataset("hard", n=6)
+    in_process = evaluate(TPT(n_views=16, keep=0.25), data, clip, progress=False)
+    in_workers = evaluate(TPT(n_views=16, keep=0.25), data, clip, workers=2, episodes=3, out=tmp_path, progress=False)
+    pd.testing.assert_frame_equal(in_process[["index", "label", "prediction"]], in_workers[["index", "label", "prediction"]])
+    zero = [evaluate(Zero(n_views=16), data, clip, workers=w, progress=False)[COLUMNS] for w in (0, 2)]
+    pd.testing.assert_frame_equal(*zero)
+
+
+def test_episodes_need_a_method_that_has_them(clip):
+    with pytest.raises(ValueError, match="cannot run several episodes at once"):
+        evaluate(Zero(n_views=16), get_dataset("hard", n=2), clip, episodes=2, progress=False)

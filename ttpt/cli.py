@@ -7,14 +7,15 @@ __all__ = ['parser', 'print_comparison', 'main']
 
 # %% ../nbs/90_cli.ipynb #b056a605
 import argparse
+import os
 import sys
-import traceback
 
 import pandas as pd
 import torch
+import torch.distributed as dist
 
 from .benchmark import BENCHMARKS, DEFAULT_N, SUITES
-from .evaluate import comparison_table, difference_table, evaluate, format_differences, summarise
+from .evaluate import comparison_table, difference_table, evaluate, format_differences, merge_shards, summarise
 from .experiments import METHODS, STANDARD, Setup, compare, make_method, resolve_dataset, zeroshot_table
 from .models import MINICLIP, load_clip
 
@@ -35,6 +36,8 @@ def _add_method_args(parser):
     parser.add_argument("--shots", type=int, default=16, help="labelled source images per class")
     parser.add_argument("--coop-epochs", type=int, default=50, help="CoOp training epochs")
     parser.add_argument("--self-tpt-epochs", type=int, default=50, help="Self-TPT source-stage epochs")
+    parser.add_argument("--workers", type=int, default=0, help="worker processes reading images and making views ahead")
+    parser.add_argument("--episodes", type=int, default=8, help="images per pass for methods that run several episodes at once (TPT and kin)")
 
 def parser() -> argparse.ArgumentParser:
     "The `ttpt` argument parser."
@@ -43,7 +46,7 @@ def parser() -> argparse.ArgumentParser:
     commands = top.add_subparsers(dest="command", required=True)
     zs = commands.add_parser("zeroshot", help="zero-shot table of a model on every miniature-benchmark set", formatter_class=defaults)
     _add_model_args(zs)
-    zs.add_argument("--n", type=int, default=DEFAULT_N, help="test images per set")
+    zs.add_argument("--images", "--n", dest="n", type=int, default=DEFAULT_N, help="test images per set")
     methods = "; ".join(f"{name}: {entry.summary}" for name, entry in METHODS.items())
     ev = commands.add_parser("eval", help="evaluate one method on one dataset (resumable)", formatter_class=defaults,
                              description=f"Methods: {methods}.")
@@ -51,7 +54,7 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument("--method", required=True, choices=list(METHODS), help="the method")
     ev.add_argument("--dataset", required=True, help=f"benchmark set ({', '.join(BENCHMARKS)}) or ImageFolder path")
     ev.add_argument("--out", default="results", help="results folder")
-    ev.add_argument("--n", type=int, default=DEFAULT_N, help="test images of a benchmark set")
+    ev.add_argument("--images", "--n", dest="n", type=int, default=DEFAULT_N, help="test images of a benchmark set")
     _add_method_args(ev)
     cmp = commands.add_parser("compare", help="the standard comparison on the miniature benchmark (resumable)", formatter_class=defaults,
                               description=f"Methods: {methods}.")
@@ -59,7 +62,7 @@ def parser() -> argparse.ArgumentParser:
     cmp.add_argument("--datasets", nargs="+", default=SUITES["source"] + SUITES["domain"], help="benchmark sets or folders")
     cmp.add_argument("--methods", nargs="+", default=list(STANDARD), choices=list(METHODS), help="methods, in table order (zeroshot is the baseline of the differences)")
     cmp.add_argument("--out", default="results/compare", help="results folder")
-    cmp.add_argument("--n", type=int, default=1000, help="test images per set")
+    cmp.add_argument("--images", "--n", dest="n", type=int, default=1000, help="test images per set")
     cmp.add_argument("--no-view-cache", action="store_true", help="encode every method's views itself instead of sharing them")
     _add_method_args(cmp)
     return top
@@ -87,16 +90,40 @@ def _setup(args, clip):
     return Setup(clip, source_dir=args.source_dir, n_views=args.views, steps=args.steps, seed=args.seed, source=args.source,
                  shots=args.shots, coop_epochs=args.coop_epochs, self_tpt_epochs=args.self_tpt_epochs)
 
+def _distributed():
+    "(rank, world size) under torchrun (its process group started), or None in a single process."
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1: return None
+    if not dist.is_initialized(): dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), world
+
+def _eval(args, clip, shard):
+    "One method on one dataset; under torchrun each process takes a shard and process 0 merges them."
+    method = make_method(args.method, _setup(args, clip))
+    dataset = resolve_dataset(args.dataset, args.n, args.seed)
+    episodes = args.episodes if callable(getattr(method, "predict_episodes", None)) else 1
+    results = evaluate(method, dataset, clip, out=args.out, seed=args.seed, workers=args.workers, episodes=episodes, shard=shard,
+                       progress=shard is None or shard[0] == 0)
+    if shard is not None:
+        dist.barrier() # every shard is complete
+        if shard[0] != 0: return
+        merge_shards(method, dataset, clip, args.out, shard[1], args.seed)
+        results = evaluate(method, dataset, clip, out=args.out, seed=args.seed, progress=False) # the merged file, nothing left to do
+    print(summarise(results, baseline=None).round(2).to_string(index=False))
+
 def _run(args):
+    shard = _distributed() if args.command == "eval" else None
+    if shard is not None and args.device == "cuda": args.device = f"cuda:{os.environ.get('LOCAL_RANK', shard[0])}"
     clip = _load(args)
     if args.command == "zeroshot":
         print(zeroshot_table(clip, n=args.n, progress=True).round(1).to_string(index=False))
     elif args.command == "eval":
-        results = evaluate(make_method(args.method, _setup(args, clip)), resolve_dataset(args.dataset, args.n, args.seed), clip,
-                           out=args.out, seed=args.seed)
-        print(summarise(results, baseline=None).round(2).to_string(index=False))
+        try: _eval(args, clip, shard)
+        finally:
+            if shard is not None: dist.destroy_process_group()
     else:
-        print_comparison(compare(_setup(args, clip), args.datasets, args.methods, args.out, args.n, view_cache=not args.no_view_cache))
+        print_comparison(compare(_setup(args, clip), args.datasets, args.methods, args.out, args.n, view_cache=not args.no_view_cache,
+                                 episodes=args.episodes, workers=args.workers))
 
 def main(argv:list|None=None # command-line arguments (default: sys.argv[1:])
         ):
@@ -110,3 +137,6 @@ def main(argv:list|None=None # command-line arguments (default: sys.argv[1:])
         if args.debug: raise
         print(f"ttpt: error: {e}", file=sys.stderr)
         raise SystemExit(2)
+
+# %% ../nbs/90_cli.ipynb #066ebdb2
+if __name__ == "__main__": main()

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['RESULT_COLUMNS', 'MEASURED_COLUMNS', 'describe', 'method_config', 'dataset_identity', 'model_identity',
            'reliability_table', 'expected_calibration_error', 'results_path', 'read_results', 'run_fingerprint',
-           'ResultsLocked', 'lock_results', 'PeakMemory', 'seed_everything', 'evaluate', 'summarise',
+           'ResultsLocked', 'lock_results', 'PeakMemory', 'seed_everything', 'evaluate', 'merge_shards', 'summarise',
            'difference_table', 'format_differences', 'comparison_table', 'plot_comparison', 'plot_differences',
            'plot_reliability']
 
@@ -126,9 +126,11 @@ def _file_name(name): return re.sub(r"[^A-Za-z0-9._-]+", "_", str(name))
 def results_path(out:str|Path, # the results folder
                  method_name:str, # the method's `name`
                  dataset_name:str, # the dataset's `name`
+                 shard:tuple|None=None, # (rank, world size) of a distributed run's part; None: the whole run
                 ) -> Path:
-    "Where `evaluate` writes one method × dataset: `out/<method>__<dataset>.csv` (unsafe characters → `_`)."
-    return Path(out)/f"{_file_name(method_name)}__{_file_name(dataset_name)}.csv"
+    "Where `evaluate` writes one method × dataset: `out/<method>__<dataset>.csv` (unsafe characters → `_`), `.rank<r>of<w>.csv` for a shard."
+    part = "" if shard is None else f".rank{shard[0]}of{shard[1]}"
+    return Path(out)/f"{_file_name(method_name)}__{_file_name(dataset_name)}{part}.csv"
 
 def _scan_results(path):
     "Rows of the complete lines of a results file, and the byte length those lines (with the header) occupy."
@@ -156,11 +158,12 @@ def run_fingerprint(method, # a method (see the method protocol)
                     dataset, # a dataset (see the method protocol)
                     clip, # the LoadedCLIP passed to `method.prepare` (None for model-free methods)
                     seed:int=0, # the harness seed
+                    shard:tuple|None=None, # (rank, world size) of a distributed run's part
                    ) -> dict:
     "The JSON-able description of a run that a results file must match to be resumed."
     fingerprint = {"format": 2, "method": method.name, "method_config": method_config(method),
                    "dataset": dataset_identity(dataset), "model": model_identity(clip),
-                   "device": _device_of(clip).type, "seed": seed}
+                   "device": _device_of(clip).type, "seed": seed, **({} if shard is None else {"shard": list(shard)})}
     return json.loads(json.dumps(fingerprint, sort_keys=True)) # as it reads back from disk
 
 class ResultsLocked(RuntimeError):
@@ -300,15 +303,31 @@ def _check_protocols(method, dataset):
 
 def _to_cpu(probabilities): return probabilities.detach().float().cpu() if isinstance(probabilities, torch.Tensor) else probabilities
 
-def _one_by_one(method, dataset, todo, seed, meter):
-    "Predict the images one at a time: yields (index, label, probabilities, seconds, peak MiB)."
-    for index in todo:
-        image, label = dataset[index]
-        seed_everything(seed, index)
+class _Raw(Dataset):
+    "The todo images of a dataset as (image, label, index, views): views made here (in a worker) when a view maker is given."
+    def __init__(self, dataset, todo, views=None): self.dataset, self.todo, self.views = dataset, todo, views
+    def __len__(self): return len(self.todo)
+    def __getitem__(self, k):
+        index = self.todo[k]
+        image, label = self.dataset[index]
+        return image, label, index, None if self.views is None else self.views(image, index)
+
+def _as_list(items): return items
+
+def _episodes(method, dataset, todo, seed, meter, episodes, workers):
+    "Predict the images one episode at a time, or `episodes` at once through `predict_episodes`: yields (index, label, probabilities, seconds, peak MiB)."
+    features = getattr(method, "view_features", None)
+    views = getattr(features, "views", None) if workers else None # worker processes make the views too
+    loader = DataLoader(_Raw(dataset, todo, views), batch_size=episodes, num_workers=workers, collate_fn=_as_list)
+    for items in loader:
+        if views is not None: features.prefetched = {index: v for _, _, index, v in items}
+        seed_everything(seed, items[0][2])
         meter.reset()
         start = time.perf_counter()
-        probabilities = _to_cpu(method.predict(image, index)) # (K,); the copy waits for the GPU
-        yield index, label, probabilities, time.perf_counter() - start, meter.peak_mb()
+        if len(items) == 1: probabilities = _to_cpu(method.predict(items[0][0], items[0][2]))[None] # (1, K); the copy waits for the GPU
+        else: probabilities = _to_cpu(method.predict_episodes([image for image, *_ in items], [index for _, _, index, _ in items])) # (B, K)
+        seconds, memory = (time.perf_counter() - start) / len(items), meter.peak_mb()
+        for (_, label, index, _), p in zip(items, probabilities): yield index, label, p, seconds, memory
 
 class _Preprocessed(Dataset):
     "The todo images of a dataset, each as (eval-preprocessed tensor, label, index), for a DataLoader."
@@ -343,32 +362,37 @@ def evaluate(method, # a method (see the method protocol): `name`, `prepare`, `p
              limit:int|None=None, # evaluate only the first `limit` images (a later call with a larger limit continues)
              progress:bool=True, # show a tqdm progress bar
              batch_size:int=64, # images per `predict_batch` call (methods that have it); 1 forces one image at a time
-             workers:int=0, # DataLoader worker processes reading and preprocessing images for `predict_batch`
+             workers:int=0, # DataLoader worker processes reading images (and making views, for view-based methods)
+             episodes:int=1, # images per `predict_episodes` call (episodic methods that have it); 1: one at a time
              view_cache=None, # a `ttpt.features.ViewCache`, shared by methods that encode the same views
+             shard:tuple|None=None, # (rank, world size): evaluate only the images with index ≡ rank (mod world), into their own file
             ) -> pd.DataFrame:
-    "Evaluate `method` on the first `limit` images of `dataset`, resuming from `out`; one row per image."
+    "Evaluate `method` on the first `limit` images of `dataset` (or one shard of them), resuming from `out`; one row per image."
     _check_protocols(method, dataset)
     classes = check_classnames([str(c) for c in dataset.classes])
     if len(dataset) == 0: raise ValueError(f"Dataset {dataset.name!r} has no images")
     n = len(dataset) if limit is None else min(check_int(limit, "limit", 0), len(dataset))
-    batch_size, workers = check_int(batch_size, "batch_size", 1), check_int(workers, "workers", 0)
-    path = None if out is None else results_path(out, method.name, dataset.name)
+    batch_size, workers, episodes = check_int(batch_size, "batch_size", 1), check_int(workers, "workers", 0), check_int(episodes, "episodes", 1)
+    if episodes > 1 and not callable(getattr(method, "predict_episodes", None)): raise ValueError(f"method {method.name!r} cannot run several episodes at once (it has no predict_episodes)")
+    if shard is not None and not (len(shard) == 2 and 0 <= shard[0] < shard[1]): raise ValueError(f"shard must be (rank, world size) with 0 ≤ rank < world size, got {shard}")
+    mine = range(n) if shard is None else range(shard[0], n, shard[1]) # this run's images
+    path = None if out is None else results_path(out, method.name, dataset.name, shard)
     if path is not None: path.parent.mkdir(parents=True, exist_ok=True)
     with (lock_results(path) if path is not None else nullcontext()):
-        done = {} if path is None else _open_results(path, run_fingerprint(method, dataset, clip, seed), len(dataset), len(classes))
+        done = {} if path is None else _open_results(path, run_fingerprint(method, dataset, clip, seed, shard), len(dataset), len(classes))
         meter = PeakMemory(_device_of(clip))
         meter.reset()
         start = time.perf_counter()
         method.prepare(clip, classes)
         prepare_seconds, prepare_memory_mb = time.perf_counter() - start, meter.peak_mb()
         if view_cache is not None: view_cache.attach(method, clip, dataset)
-        todo = [i for i in range(n) if i not in done]
+        todo = [i for i in mine if i not in done]
         batched = hasattr(method, "predict_batch") and batch_size > 1
         predictions = (_in_batches(method, dataset, todo, clip, seed, meter, batch_size, workers) if batched
-                       else _one_by_one(method, dataset, todo, seed, meter))
+                       else _episodes(method, dataset, todo, seed, meter, episodes, workers))
         start = time.perf_counter()
         with (nullcontext() if path is None else open(path, "a")) as file, \
-             tqdm(total=n, initial=n - len(todo), desc=f"{method.name} · {dataset.name}", disable=not progress) as bar:
+             tqdm(total=len(mine), initial=len(mine) - len(todo), desc=f"{method.name} · {dataset.name}", disable=not progress) as bar:
             for index, label, probabilities, seconds, memory in predictions:
                 label = _check_label(label, index, len(classes), dataset.name)
                 probabilities = _check_probabilities(probabilities, len(classes), method.name, index) # (classes,)
@@ -379,18 +403,49 @@ def evaluate(method, # a method (see the method protocol): `name`, `prepare`, `p
                     file.flush()
                 done[index] = _parse_row(line) # exactly what the file holds
                 bar.update()
-        run = {"images": len(todo), "seconds": time.perf_counter() - start, "batched": batched, "workers": workers,
+        run = {"images": len(todo), "seconds": time.perf_counter() - start, "batched": batched, "workers": workers, "episodes": episodes,
                "view_cache": view_cache is not None, "prepare_seconds": prepare_seconds, "prepare_memory_mb": prepare_memory_mb,
                "memory_kind": meter.kind, "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         if path is not None and todo: _record_run(path, run)
         if not todo and path is not None: run = _largest_run(path) or run
-    results = pd.DataFrame([done[i] for i in range(n)], columns=list(RESULT_COLUMNS))
+    results = pd.DataFrame([done[i] for i in mine], columns=list(RESULT_COLUMNS))
     results.insert(0, "method", method.name)
     results.insert(1, "dataset", dataset.name)
     images_per_s = run["images"] / run["seconds"] if run["images"] and run["seconds"] > 0 else math.nan
     return results.assign(correct=results["prediction"] == results["label"], memory_kind=run["memory_kind"],
                           prepare_seconds=run["prepare_seconds"], prepare_memory_mb=run["prepare_memory_mb"],
                           images_per_s=images_per_s)
+
+# %% ../nbs/21_evaluate.ipynb #6e99dfa2
+def merge_shards(method, # the method the shards ran
+                 dataset, # the dataset they ran on
+                 clip, # the LoadedCLIP (for the fingerprint)
+                 out:str|Path, # the results folder
+                 world:int, # number of shards
+                 seed:int=0, # the harness seed
+                ) -> Path:
+    "Merge the complete shard files of a distributed run into the single-process results file; returns its path."
+    path = results_path(out, method.name, dataset.name)
+    rows, seconds = {}, 0.0
+    for rank in range(world):
+        part = results_path(out, method.name, dataset.name, (rank, world))
+        if not part.exists(): raise ValueError(f"shard {rank} of {world} has no results file ({part})")
+        if json.loads(part.with_suffix(".json").read_text()) != run_fingerprint(method, dataset, clip, seed, (rank, world)):
+            raise ValueError(f"{part} was written by a different run; it cannot be merged")
+        shard_rows, _ = _scan_results(part)
+        expected = len(range(rank, len(dataset), world))
+        if len(shard_rows) != expected: raise ValueError(f"shard {rank} of {world} is not complete ({len(shard_rows)} of {expected} images); resume it first")
+        rows |= {row[0]: row for row in shard_rows}
+        seconds = max(seconds, sum(run["seconds"] for run in map(json.loads, part.with_suffix(".runs.jsonl").read_text().splitlines())) if part.with_suffix(".runs.jsonl").exists() else 0.0)
+    with lock_results(path):
+        _write_json_atomically(path.with_suffix(".json"), run_fingerprint(method, dataset, clip, seed))
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(_HEADER + "".join(_format_row(rows[i]) for i in sorted(rows)))
+        os.replace(tmp, path)
+        path.with_suffix(".runs.jsonl").unlink(missing_ok=True)
+        _record_run(path, {"images": len(rows), "seconds": seconds, "shards": world, "memory_kind": PeakMemory(_device_of(clip)).kind,
+                           "prepare_seconds": math.nan, "prepare_memory_mb": math.nan, "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    return path
 
 # %% ../nbs/21_evaluate.ipynb #560e4f7d
 def _paired(group, base):

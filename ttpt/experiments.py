@@ -162,6 +162,8 @@ def compare(setup:Setup, # the model and the shared settings
             out:str|Path="results/compare", # results folder (resumable)
             n:int|None=1000, # test images per benchmark set
             view_cache:bool=True, # share the views' image features between methods (on disk under `out/views`)
+            episodes:int=8, # images per pass for methods that run several episodes at once (TPT and its kin)
+            workers:int=0, # DataLoader worker processes reading images and making views
             progress:bool=True, # progress bars
            ) -> pd.DataFrame:
     "Evaluate `methods` on `datasets`; returns the per-image results of every method × dataset."
@@ -170,8 +172,10 @@ def compare(setup:Setup, # the model and the shared settings
     sets = [resolve_dataset(d, n, setup.seed) for d in datasets]
     cache = ViewCache(Path(out)/"views") if view_cache else None
     built = [make_method(m, setup) for m in methods]
-    return pd.concat([evaluate(method, ds, setup.clip, out=out, seed=setup.seed, progress=progress, view_cache=cache)
-                      for ds in sets for method in built], ignore_index=True)
+    def run(method, ds):
+        batched_episodes = episodes if callable(getattr(method, "predict_episodes", None)) else 1
+        return evaluate(method, ds, setup.clip, out=out, seed=setup.seed, progress=progress, view_cache=cache, episodes=batched_episodes, workers=workers)
+    return pd.concat([run(method, ds) for ds in sets for method in built], ignore_index=True)
 
 # %% ../nbs/80_experiments.ipynb #31ecdf70
 def zeroshot_table(clip:LoadedCLIP, # the model

@@ -29,14 +29,16 @@ class ViewFeatures:
                  store=None, # a `FeatureStore` keyed for this model, data and views; None computes every time
                 ):
         self.clip, self.views, self.store = clip, views, store
+        self.prefetched = {} # index -> views made ahead (by the harness's worker processes)
 
     def __call__(self, image, # the raw test image
                  index:int, # its dataset index: with the view seed, all of its views' randomness
                 ) -> torch.Tensor:
         "The views' features of image `index`, (N, D), computed at most once per store."
+        made = self.prefetched.pop(index, None)
         cached = None if self.store is None else self.store.get(index)
         if cached is not None: return cached.to(self.clip.device)
-        feats = image_features(self.clip, self.views(image, index)) # (N, D)
+        feats = image_features(self.clip, self.views(image, index) if made is None else made) # (N, D)
         if self.store is not None: self.store.put(index, feats)
         return feats
 

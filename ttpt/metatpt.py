@@ -63,6 +63,7 @@ class MetaTPT(TPT):
     diversity_weight:float=1.0 # γ
     loop:str="dual" # "dual", or "joint": views and prompt updated together on TPT's loss (ablation)
     name:str="metatpt" # method name in result tables
+    predict_episodes = None # one image at a time: its views are fitted per image, and the joint loop has no batched form
 
     def __post_init__(self):
         super().__post_init__()

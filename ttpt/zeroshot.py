@@ -48,8 +48,10 @@ def class_text_features(clip:LoadedCLIP, # the frozen CLIP
 def image_features(clip:LoadedCLIP, # the frozen CLIP
                    images:torch.Tensor, # (B, 3, H, W) images normalised by the model's preprocessing
                   ) -> torch.Tensor:
-    "Normalised image features, (B, D)."
-    return F.normalize(clip.model.encode_image(images.to(clip.device)), dim=-1)
+    "Normalised image features, (B, D); under bfloat16 autocast on a GPU."
+    with torch.autocast(clip.device.type, dtype=torch.bfloat16, enabled=clip.device.type == "cuda"):
+        features = clip.model.encode_image(images.to(clip.device))
+    return F.normalize(features.float(), dim=-1)
 
 @torch.no_grad()
 def encode_dataset(clip:LoadedCLIP, # the frozen CLIP
