@@ -12,21 +12,12 @@ torch.cuda.max_memory_allocated on a GPU and the process's peak RSS on a CPU.
 import argparse
 import time
 
-import numpy as np
-import PIL.Image
 import torch
-from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
 
 from ttpt.evaluate import PeakMemory, evaluate
+from ttpt.experiments import RandomImages
 from ttpt.models import load_clip
 from ttpt.tpt import TPT
-
-
-class RandomImages:
-    "n random 256 px images labelled with the first K ImageNet class names (labels are arbitrary)."
-    def __init__(self, n, classes): self.n, self.classes, self.name = n, list(IMAGENET_CLASSNAMES[:classes]), f"random-{classes}"
-    def __len__(self): return self.n
-    def __getitem__(self, i): return PIL.Image.fromarray(np.random.default_rng(i).integers(0, 255, (256, 256, 3), dtype=np.uint8)), i % len(self.classes)
 
 
 def synchronise(device):

@@ -4,17 +4,21 @@
 
 # %% auto #0
 __all__ = ['METHODS', 'STANDARD', 'source_artifact', 'Setup', 'MethodEntry', 'make_method', 'FolderDataset', 'resolve_dataset',
-           'compare', 'zeroshot_table']
+           'compare', 'RandomImages', 'cost_table', 'zeroshot_table']
 
 # %% ../nbs/80_experiments.ipynb #9035d74b
 import hashlib
 import json
+
+import numpy as np
+import PIL.Image
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import pandas as pd
 import torch
+from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
 from safetensors.torch import load_file, save_file
 from torchvision.datasets import ImageFolder
 
@@ -176,6 +180,28 @@ def compare(setup:Setup, # the model and the shared settings
         batched_episodes = episodes if callable(getattr(method, "predict_episodes", None)) else 1
         return evaluate(method, ds, setup.clip, out=out, seed=setup.seed, progress=progress, view_cache=cache, episodes=batched_episodes, workers=workers)
     return pd.concat([run(method, ds) for ds in sets for method in built], ignore_index=True)
+
+# %% ../nbs/80_experiments.ipynb #422243e8
+class RandomImages:
+    "n random 256 px images labelled with the first K OpenAI ImageNet class names; for measuring cost only."
+    def __init__(self, n:int, # images
+                 classes:int, # K
+                ):
+        self.n, self.classes, self.name = n, list(IMAGENET_CLASSNAMES[:classes]), f"random-{classes}"
+    def __len__(self): return self.n
+    def __getitem__(self, i):
+        return PIL.Image.fromarray(np.random.default_rng(i).integers(0, 255, (256, 256, 3), dtype=np.uint8)), i % len(self.classes)
+
+def cost_table(clip:LoadedCLIP, # the model
+               dataset, # the images (all methods see the same ones)
+               methods:list, # the methods; ratios are to the first
+               episodes:int=1, # images per pass for methods that run several episodes at once
+              ) -> pd.DataFrame:
+    "images/s, peak memory (MiB) and prepare seconds of each method on the same images, with ratios to the first."
+    runs = [evaluate(m, dataset, clip, progress=False, episodes=episodes if callable(getattr(m, "predict_episodes", None)) else 1) for m in methods]
+    table = summarise(pd.concat(runs), baseline=None).set_index("method")[["images_per_s", "peak_memory_mb", "prepare_s"]]
+    return table.assign(**{"speed ratio": table["images_per_s"] / table["images_per_s"].iloc[0],
+                           "memory ratio": table["peak_memory_mb"] / table["peak_memory_mb"].iloc[0]})
 
 # %% ../nbs/80_experiments.ipynb #31ecdf70
 def zeroshot_table(clip:LoadedCLIP, # the model
