@@ -64,3 +64,19 @@ def test_shipped_model_runs_quietly(tmp_path):
     result = run_ttpt("eval", "--method", "zeroshot", "--dataset", "colours", "--n", "4", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
     assert "initialized randomly" not in result.stderr
+
+
+def test_eval_reuses_the_context_compare_trained(tmp_path):
+    "`ttpt eval --method coop` finds the CoOp context `ttpt compare` cached for the same model and settings."
+    common = ("--coop-epochs", "1", "--shots", "1", "--source-dir", str(tmp_path / "source"), "--images", "2")
+    first = run_ttpt("compare", "--datasets", "colours", "--methods", "zeroshot", "coop", "--out", str(tmp_path / "compare"), *common)
+    assert first.returncode == 0, first.stderr
+    assert "CoOp" in first.stderr  # trained here (its progress bar)
+    cached = sorted((tmp_path / "source").glob("coop-*.safetensors"))
+    assert len(cached) == 1
+    again = run_ttpt("eval", "--method", "coop", "--dataset", "shapes", "--out", str(tmp_path / "eval"), *common)
+    assert again.returncode == 0, again.stderr
+    assert "CoOp" not in again.stderr and sorted((tmp_path / "source").glob("coop-*.safetensors")) == cached
+    other = run_ttpt("eval", "--method", "coop", "--dataset", "shapes", "--out", str(tmp_path / "random"), "--pretrained", "none", *common)
+    assert other.returncode == 0, other.stderr
+    assert len(list((tmp_path / "source").glob("coop-*.safetensors"))) == 2  # another model: trained afresh
