@@ -65,7 +65,7 @@ def encode_token_ids(model:nn.Module, # an open_clip CLIP
     L = int(eot.max()) + 1 if truncate else token_ids.shape[1]
     return encode_text_embeddings(model, tower.token_embedding(token_ids[:, :L]), eot, truncate, normalize) # (N, D)
 
-# %% ../nbs/01_prompts.ipynb #501dbac2
+# %% ../nbs/01_prompts.ipynb #d699233c
 CLASS_POSITIONS = ("end", "middle", "front") # where the class name sits relative to the context
 
 def prompt_layout(tokenizer, # CLIP's SimpleTokenizer (has `encode`, `sot_token_id`, `eot_token_id`)
@@ -76,7 +76,7 @@ def prompt_layout(tokenizer, # CLIP's SimpleTokenizer (has `encode`, `sot_token_
     "Token ids of one class prompt and the positions of its context slots."
     name, period, M = tokenizer.encode(classname), tokenizer.encode("."), len(ctx_ids)
     half = M // 2
-    if class_position == "end": body, slots = ctx_ids + name + period, list(range(M))
+    if class_position == "end": body, slots = ctx_ids + tokenizer.encode(classname + "."), list(range(M)) # name and period: one text
     elif class_position == "middle":
         body = ctx_ids[:half] + name + ctx_ids[half:] + period
         slots = list(range(half)) + list(range(half + len(name), M + len(name)))
