@@ -55,7 +55,7 @@ def test_debug_shows_the_traceback():
 
 def test_help_shows_defaults():
     result = run_ttpt("eval", "--help")
-    assert "(default: 2000)" in result.stdout and "(default: results)" in result.stdout, result.stdout
+    assert "default: 2000 for a" in " ".join(result.stdout.split()) and "(default: results)" in result.stdout, result.stdout
     assert "(default: 1000)" in run_ttpt("compare", "--help").stdout
 
 
@@ -80,3 +80,46 @@ def test_eval_reuses_the_context_compare_trained(tmp_path):
     other = run_ttpt("eval", "--method", "coop", "--dataset", "shapes", "--out", str(tmp_path / "random"), "--pretrained", "none", *common)
     assert other.returncode == 0, other.stderr
     assert len(list((tmp_path / "source").glob("coop-*.safetensors"))) == 2  # another model: trained afresh
+
+
+def _folder_with_a_truncated_image(root):
+    from PIL import Image
+    for name in ("red circle", "blue square"):
+        (root / name).mkdir(parents=True)
+        for i in range(3): Image.new("RGB", (64, 64), name.split()[0]).save(root / name / f"{i}.png")
+    broken = root / "blue square" / "1.png"
+    broken.write_bytes(broken.read_bytes()[:60])  # truncated
+    return broken
+
+
+def test_a_corrupt_image_stops_the_run_naming_it_or_is_skipped_and_counted(tmp_path):
+    broken = _folder_with_a_truncated_image(tmp_path / "data")
+    stopped = run_ttpt("eval", "--method", "zeroshot", "--dataset", str(tmp_path / "data"), "--out", str(tmp_path / "a"))
+    assert stopped.returncode == 2 and str(broken) in stopped.stderr and "Traceback" not in stopped.stderr, stopped.stderr
+    skipped = run_ttpt("eval", "--method", "zeroshot", "--dataset", str(tmp_path / "data"), "--out", str(tmp_path / "b"), "--skip-bad-images")
+    assert skipped.returncode == 0, skipped.stderr
+    assert "1 unreadable images skipped" in skipped.stderr
+    header, row = skipped.stdout.strip().splitlines()[:2]
+    assert dict(zip(header.split(), row.split()))["skipped"] == "1" and dict(zip(header.split(), row.split()))["n"] == "5"
+
+
+def test_integer_class_folders_need_names(tmp_path):
+    from PIL import Image
+    for k in range(3):
+        (tmp_path / "v" / str(k)).mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(tmp_path / "v" / str(k) / "a.png")
+    refused = run_ttpt("eval", "--method", "zeroshot", "--dataset", str(tmp_path / "v"), "--out", str(tmp_path / "r"))
+    assert refused.returncode == 2 and "integer-named class folders" in refused.stderr and "Pass the class names" in refused.stderr, refused.stderr
+    (tmp_path / "names.txt").write_text("red circle\nblue square\ngreen star\n")
+    named = run_ttpt("eval", "--method", "zeroshot", "--dataset", str(tmp_path / "v"), "--classnames", str(tmp_path / "names.txt"), "--out", str(tmp_path / "r"))
+    assert named.returncode == 0, named.stderr
+
+
+def test_check_data_refuses_a_wrongly_numbered_v2_tree(tmp_path):
+    from ttpt.datasets import write_fixture
+    tree = write_fixture("imagenet-v2", tmp_path / "imagenetv2")
+    assert run_ttpt("check-data", str(tree), "--dataset", "imagenet-v2").returncode == 0
+    for folder in sorted(tree.rglob("*")):
+        if folder.is_dir() and folder.name == "7": folder.rename(folder.with_name("007"))
+    refused = run_ttpt("check-data", str(tree), "--dataset", "imagenet-v2")
+    assert refused.returncode == 2 and "label indices 0 … 999" in refused.stderr, refused.stderr

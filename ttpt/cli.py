@@ -15,6 +15,7 @@ import torch
 import torch.distributed as dist
 
 from .benchmark import BENCHMARKS, DEFAULT_N, SUITES
+from .datasets import LAYOUTS, check_data
 from .evaluate import comparison_table, difference_table, evaluate, format_differences, merge_shards, summarise
 from .experiments import METHODS, STANDARD, Setup, compare, make_method, resolve_dataset, zeroshot_table
 from .models import MINICLIP, load_clip
@@ -39,9 +40,18 @@ def _add_method_args(parser):
     parser.add_argument("--workers", type=int, default=0, help="worker processes reading images and making views ahead")
     parser.add_argument("--episodes", type=int, default=8, help="images per pass for methods that run several episodes at once (TPT and kin)")
 
+class _Defaults(argparse.ArgumentDefaultsHelpFormatter):
+    "Shows every default, except where an option's help already says what leaving it out means."
+    def _get_help_string(self, action): return action.help if action.default is None else super()._get_help_string(action)
+
+def _add_data_args(parser):
+    parser.add_argument("--data", default=None, help="the folder of a real dataset named by its layout (e.g. --dataset imagenet-a --data /data/imagenet-a)")
+    parser.add_argument("--classnames", default=None, help="class names of a plain folder, one per line in label order (needed when its folders are numbers)")
+    parser.add_argument("--skip-bad-images", action="store_true", help="record unreadable images as skipped (counted in the summary) instead of stopping")
+
 def parser() -> argparse.ArgumentParser:
     "The `ttpt` argument parser."
-    defaults = argparse.ArgumentDefaultsHelpFormatter
+    defaults = _Defaults
     top = argparse.ArgumentParser(prog="ttpt", description="Test-time prompt tuning for CLIP, on ttpt's miniature benchmark or real data.")
     commands = top.add_subparsers(dest="command", required=True)
     zs = commands.add_parser("zeroshot", help="zero-shot table of a model on every miniature-benchmark set", formatter_class=defaults)
@@ -52,19 +62,29 @@ def parser() -> argparse.ArgumentParser:
                              description=f"Methods: {methods}.")
     _add_model_args(ev)
     ev.add_argument("--method", required=True, choices=list(METHODS), help="the method")
-    ev.add_argument("--dataset", required=True, help=f"benchmark set ({', '.join(BENCHMARKS)}) or ImageFolder path")
+    ev.add_argument("--dataset", required=True, help=f"benchmark set ({', '.join(BENCHMARKS)}), real dataset layout ({', '.join(l for l in LAYOUTS if l != 'folder')}) with --data, or an ImageFolder path")
     ev.add_argument("--out", default="results", help="results folder")
-    ev.add_argument("--images", "--n", dest="n", type=int, default=DEFAULT_N, help="test images of a benchmark set")
+    ev.add_argument("--images", "--n", dest="n", type=int, default=None, help=f"test images: a benchmark set's size, or the first N of a seeded order of a real dataset (default: {DEFAULT_N} for a benchmark set, every image of a real one)")
+    _add_data_args(ev)
     _add_method_args(ev)
     cmp = commands.add_parser("compare", help="the standard comparison on the miniature benchmark (resumable)", formatter_class=defaults,
                               description=f"Methods: {methods}.")
     _add_model_args(cmp)
-    cmp.add_argument("--datasets", nargs="+", default=SUITES["source"] + SUITES["domain"], help="benchmark sets or folders")
+    cmp.add_argument("--datasets", nargs="+", default=SUITES["source"] + SUITES["domain"], help="benchmark sets, real dataset layouts (with --data-root) or folders")
+    cmp.add_argument("--data-root", default=None, help="the folder holding one folder per real dataset (CoOp's $DATA layout)")
+    cmp.add_argument("--skip-bad-images", action="store_true", help="record unreadable images as skipped instead of stopping")
     cmp.add_argument("--methods", nargs="+", default=list(STANDARD), choices=list(METHODS), help="methods, in table order (zeroshot is the baseline of the differences)")
     cmp.add_argument("--out", default="results/compare", help="results folder")
     cmp.add_argument("--images", "--n", dest="n", type=int, default=1000, help="test images per set")
     cmp.add_argument("--no-view-cache", action="store_true", help="encode every method's views itself instead of sharing them")
     _add_method_args(cmp)
+    check = commands.add_parser("check-data", help="refuse a dataset a run must not use (wrong class mapping, bad split file, unreadable images), else summarise it", formatter_class=defaults)
+    check.add_argument("path", help="the dataset's folder")
+    check.add_argument("--dataset", default="folder", choices=list(LAYOUTS), help="its layout")
+    check.add_argument("--split", default="test", help="the split to check (the ten cross-dataset sets also have train and val)")
+    check.add_argument("--classnames", default=None, help="class names of a plain folder, one per line in label order")
+    check.add_argument("--workers", type=int, default=4, help="threads decoding images")
+    check.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     return top
 
 # %% ../nbs/90_cli.ipynb #677c6aa5
@@ -100,10 +120,10 @@ def _distributed():
 def _eval(args, clip, shard):
     "One method on one dataset; under torchrun each process takes a shard and process 0 merges them."
     method = make_method(args.method, _setup(args, clip))
-    dataset = resolve_dataset(args.dataset, args.n, args.seed)
+    dataset = resolve_dataset(args.dataset, args.n, args.seed, data=args.data, classnames=args.classnames)
     episodes = args.episodes if callable(getattr(method, "predict_episodes", None)) else 1
     results = evaluate(method, dataset, clip, out=args.out, seed=args.seed, workers=args.workers, episodes=episodes, shard=shard,
-                       progress=shard is None or shard[0] == 0)
+                       skip_bad_images=args.skip_bad_images, progress=shard is None or shard[0] == 0)
     if shard is not None:
         dist.barrier() # every shard is complete
         if shard[0] != 0: return
@@ -112,6 +132,7 @@ def _eval(args, clip, shard):
     print(summarise(results, baseline=None).round(2).to_string(index=False))
 
 def _run(args):
+    if args.command == "check-data": return print(check_data(args.path, args.dataset, args.split, args.classnames, args.workers))
     shard = _distributed() if args.command == "eval" else None
     if shard is not None and args.device == "cuda": args.device = f"cuda:{os.environ.get('LOCAL_RANK', shard[0])}"
     clip = _load(args)
@@ -123,7 +144,7 @@ def _run(args):
             if shard is not None: dist.destroy_process_group()
     else:
         print_comparison(compare(_setup(args, clip), args.datasets, args.methods, args.out, args.n, view_cache=not args.no_view_cache,
-                                 episodes=args.episodes, workers=args.workers))
+                                 episodes=args.episodes, workers=args.workers, data_root=args.data_root, skip_bad_images=args.skip_bad_images))
 
 def main(argv:list|None=None # command-line arguments (default: sys.argv[1:])
         ):

@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from .checks import check_classnames, check_int
+from .datasets import UnreadableImage
 from .stats import paired_difference
 
 # %% ../nbs/21_evaluate.ipynb #e8f9a8f7
@@ -216,7 +217,7 @@ def _open_results(path, fingerprint, n_images, n_classes):
     for row in rows:
         index, label = row[0], row[1]
         if index in done: raise ValueError(f"{path} holds image {index} twice; it was not written by one run of evaluate")
-        if not (0 <= index < n_images and 0 <= label < n_classes):
+        if not (0 <= index < n_images and (0 <= label < n_classes or row[2] == label == -1)): # -1, -1: a skipped image
             raise ValueError(f"{path} holds image {index} with label {label}, outside this dataset ({n_images} images, {n_classes} classes)")
         done[index] = row
     return done
@@ -303,23 +304,34 @@ def _check_protocols(method, dataset):
 
 def _to_cpu(probabilities): return probabilities.detach().float().cpu() if isinstance(probabilities, torch.Tensor) else probabilities
 
+def _read(dataset, index, skip):
+    "Image `index` of `dataset` with its label; (the error, -1) for an unreadable image when skipping."
+    try: return dataset[index]
+    except UnreadableImage as e:
+        if not skip: raise
+        return e, -1
+
 class _Raw(Dataset):
     "The todo images of a dataset as (image, label, index, views): views made here (in a worker) when a view maker is given."
-    def __init__(self, dataset, todo, views=None): self.dataset, self.todo, self.views = dataset, todo, views
+    def __init__(self, dataset, todo, views=None, skip=False): self.dataset, self.todo, self.views, self.skip = dataset, todo, views, skip
     def __len__(self): return len(self.todo)
     def __getitem__(self, k):
         index = self.todo[k]
-        image, label = self.dataset[index]
-        return image, label, index, None if self.views is None else self.views(image, index)
+        image, label = _read(self.dataset, index, self.skip)
+        return image, label, index, None if self.views is None or label < 0 else self.views(image, index)
 
 def _as_list(items): return items
 
-def _episodes(method, dataset, todo, seed, meter, episodes, workers):
+def _episodes(method, dataset, todo, seed, meter, episodes, workers, skip):
     "Predict the images one episode at a time, or `episodes` at once through `predict_episodes`: yields (index, label, probabilities, seconds, peak MiB)."
     features = getattr(method, "view_features", None)
     views = getattr(features, "views", None) if workers else None # worker processes make the views too
-    loader = DataLoader(_Raw(dataset, todo, views), batch_size=episodes, num_workers=workers, collate_fn=_as_list)
+    loader = DataLoader(_Raw(dataset, todo, views, skip), batch_size=episodes, num_workers=workers, collate_fn=_as_list)
     for items in loader:
+        for _, label, index, _ in items:
+            if label < 0: yield index, label, None, 0.0, 0.0 # unreadable, skipped
+        items = [item for item in items if item[1] >= 0]
+        if not items: continue
         if views is not None: features.prefetched = {index: v for _, _, index, v in items}
         seed_everything(seed, items[0][2])
         meter.reset()
@@ -331,20 +343,24 @@ def _episodes(method, dataset, todo, seed, meter, episodes, workers):
 
 class _Preprocessed(Dataset):
     "The todo images of a dataset, each as (eval-preprocessed tensor, label, index), for a DataLoader."
-    def __init__(self, dataset, todo, preprocess): self.dataset, self.todo, self.preprocess = dataset, todo, preprocess
+    def __init__(self, dataset, todo, preprocess, skip=False): self.dataset, self.todo, self.preprocess, self.skip = dataset, todo, preprocess, skip
     def __len__(self): return len(self.todo)
     def __getitem__(self, k):
-        image, label = self.dataset[self.todo[k]]
-        return self.preprocess(image), label, self.todo[k]
+        image, label = _read(self.dataset, self.todo[k], self.skip)
+        return None if label < 0 else self.preprocess(image), label, self.todo[k]
 
 def _collate(items):
-    "A batch of (tensor, label, index) items: the stacked tensors (B, ...), the labels and the indices as lists."
-    return torch.stack([x for x, _, _ in items]), [y for _, y, _ in items], [i for _, _, i in items]
+    "A batch of (tensor, label, index) items: the stacked tensors (B, ...), labels and indices of the readable ones, and the skipped indices."
+    good = [item for item in items if item[1] >= 0]
+    images = torch.stack([x for x, _, _ in good]) if good else None
+    return images, [y for _, y, _ in good], [i for _, _, i in good], [i for _, y, i in items if y < 0]
 
-def _in_batches(method, dataset, todo, clip, seed, meter, batch_size, workers):
+def _in_batches(method, dataset, todo, clip, seed, meter, batch_size, workers, skip):
     "Predict the images in batches through `predict_batch`: yields (index, label, probabilities, seconds, peak MiB) per image."
-    loader = DataLoader(_Preprocessed(dataset, todo, clip.preprocess), batch_size=batch_size, num_workers=workers, collate_fn=_collate)
-    for images, labels, indices in loader:
+    loader = DataLoader(_Preprocessed(dataset, todo, clip.preprocess, skip), batch_size=batch_size, num_workers=workers, collate_fn=_collate)
+    for images, labels, indices, skipped in loader:
+        for index in skipped: yield index, -1, None, 0.0, 0.0 # unreadable, skipped
+        if images is None: continue
         seed_everything(seed, indices[0])
         meter.reset()
         start = time.perf_counter()
@@ -366,6 +382,7 @@ def evaluate(method, # a method (see the method protocol): `name`, `prepare`, `p
              episodes:int=1, # images per `predict_episodes` call (episodic methods that have it); 1: one at a time
              view_cache=None, # a `ttpt.features.ViewCache`, shared by methods that encode the same views
              shard:tuple|None=None, # (rank, world size): evaluate only the images with index ≡ rank (mod world), into their own file
+             skip_bad_images:bool=False, # record an unreadable image as skipped (and go on) instead of stopping
             ) -> pd.DataFrame:
     "Evaluate `method` on the first `limit` images of `dataset` (or one shard of them), resuming from `out`; one row per image."
     _check_protocols(method, dataset)
@@ -388,16 +405,18 @@ def evaluate(method, # a method (see the method protocol): `name`, `prepare`, `p
         if view_cache is not None: view_cache.attach(method, clip, dataset)
         todo = [i for i in mine if i not in done]
         batched = hasattr(method, "predict_batch") and batch_size > 1
-        predictions = (_in_batches(method, dataset, todo, clip, seed, meter, batch_size, workers) if batched
-                       else _episodes(method, dataset, todo, seed, meter, episodes, workers))
+        predictions = (_in_batches(method, dataset, todo, clip, seed, meter, batch_size, workers, skip_bad_images) if batched
+                       else _episodes(method, dataset, todo, seed, meter, episodes, workers, skip_bad_images))
         start = time.perf_counter()
         with (nullcontext() if path is None else open(path, "a")) as file, \
              tqdm(total=len(mine), initial=len(mine) - len(todo), desc=f"{method.name} · {dataset.name}", disable=not progress) as bar:
             for index, label, probabilities, seconds, memory in predictions:
-                label = _check_label(label, index, len(classes), dataset.name)
-                probabilities = _check_probabilities(probabilities, len(classes), method.name, index) # (classes,)
-                prediction = int(probabilities.argmax())
-                line = _format_row((index, label, prediction, float(probabilities[prediction]), seconds, memory))
+                if probabilities is None: line = _format_row((index, -1, -1, math.nan, 0.0, 0.0)) # skipped: no label, no prediction
+                else:
+                    label = _check_label(label, index, len(classes), dataset.name)
+                    probabilities = _check_probabilities(probabilities, len(classes), method.name, index) # (classes,)
+                    prediction = int(probabilities.argmax())
+                    line = _format_row((index, label, prediction, float(probabilities[prediction]), seconds, memory))
                 if file is not None:
                     file.write(line)
                     file.flush()
@@ -412,7 +431,9 @@ def evaluate(method, # a method (see the method protocol): `name`, `prepare`, `p
     results.insert(0, "method", method.name)
     results.insert(1, "dataset", dataset.name)
     images_per_s = run["images"] / run["seconds"] if run["images"] and run["seconds"] > 0 else math.nan
-    return results.assign(correct=results["prediction"] == results["label"], memory_kind=run["memory_kind"],
+    skipped = results["prediction"] < 0
+    if skipped.any() and progress: print(f"{method.name} · {dataset.name}: {int(skipped.sum())} unreadable images skipped", file=sys.stderr)
+    return results.assign(correct=(results["prediction"] == results["label"]) & ~skipped, skipped=skipped, memory_kind=run["memory_kind"],
                           prepare_seconds=run["prepare_seconds"], prepare_memory_mb=run["prepare_memory_mb"],
                           images_per_s=images_per_s)
 
@@ -459,9 +480,12 @@ def summarise(results:pd.DataFrame, # per-image rows from `evaluate` (one or sev
              ) -> pd.DataFrame:
     "One row per method × dataset: accuracy %, its SE, confidence %, ECE %, images/s, peak MiB, prepare s, and the paired difference to `baseline`."
     rows = []
+    skipped = results["skipped"] if "skipped" in results else pd.Series(False, index=results.index)
+    results, skipped_rows = results[~skipped], results[skipped]
     for (method, dataset), group in results.groupby(["method", "dataset"], sort=False):
         p = group["correct"].mean()
-        row = {"method": method, "dataset": dataset, "n": len(group), "accuracy": 100 * p,
+        row = {"method": method, "dataset": dataset, "n": len(group),
+               "skipped": int(((skipped_rows["method"] == method) & (skipped_rows["dataset"] == dataset)).sum()), "accuracy": 100 * p,
                "accuracy_se": 100 * math.sqrt(p * (1 - p) / len(group)), # binomial standard error, points
                "confidence": 100 * group["confidence"].mean(),
                "ece": 100 * expected_calibration_error(group["confidence"], group["correct"]),
@@ -480,6 +504,7 @@ def difference_table(results:pd.DataFrame, # per-image rows from `evaluate` of s
                     ) -> pd.DataFrame:
     "Paired accuracy difference to `baseline` per method × dataset and pooled over datasets: diff, 95% CI, fixed, broken, p."
     if baseline not in set(results["method"]): raise ValueError(f"the baseline {baseline!r} is not among the methods {sorted(set(results['method']))}")
+    if "skipped" in results: results = results[~results["skipped"]] # unreadable images take part in no comparison
     rows = []
     base = results[results["method"] == baseline]
     for method, group in results[results["method"] != baseline].groupby("method", sort=False):
