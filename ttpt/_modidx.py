@@ -263,7 +263,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'ttpt.prompts.PromptLearner.prompt_embeddings': ( 'prompts.html#promptlearner.prompt_embeddings',
                                                                                 'ttpt/prompts.py'),
                               'ttpt.prompts.PromptLearner.reset': ('prompts.html#promptlearner.reset', 'ttpt/prompts.py'),
-                              'ttpt.prompts.describe_init': ('prompts.html#describe_init', 'ttpt/prompts.py'),
                               'ttpt.prompts.encode_text_embeddings': ('prompts.html#encode_text_embeddings', 'ttpt/prompts.py'),
                               'ttpt.prompts.encode_token_ids': ('prompts.html#encode_token_ids', 'ttpt/prompts.py'),
                               'ttpt.prompts.eot_positions': ('prompts.html#eot_positions', 'ttpt/prompts.py'),

@@ -4,16 +4,14 @@
 
 # %% auto #0
 __all__ = ['CLASS_POSITIONS', 'text_tower', 'eot_positions', 'encode_text_embeddings', 'encode_token_ids', 'prompt_layout',
-           'PromptLearner', 'describe_init', 'reference_sentence']
+           'PromptLearner', 'reference_sentence']
 
 # %% ../nbs/01_prompts.ipynb #2bf19f98
-import hashlib
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checks import check_classnames
+from .checks import check_classnames, check_prompt_length
 from .models import LoadedCLIP
 
 # %% ../nbs/01_prompts.ipynb #b659f861
@@ -122,10 +120,8 @@ class PromptLearner(nn.Module):
         if not class_specific and ctx.dim() == 3: raise ValueError("a (K, M, W) context needs class_specific=True")
         self.n_ctx = ctx.shape[-2]
         layouts = [prompt_layout(tokenizer, c, ctx_ids, class_position) for c in classnames]
+        check_prompt_length(classnames, [len(ids) for ids, _ in layouts], clip.model.context_length)
         longest = max(len(ids) for ids, _ in layouts)
-        if longest > clip.model.context_length:
-            worst = classnames[max(range(K), key=lambda i: len(layouts[i][0]))]
-            raise ValueError(f"the prompt for {worst!r} needs {longest} tokens, more than the model's context length {clip.model.context_length}")
         token_ids = torch.zeros(K, longest, dtype=torch.long) # (K, L), truncated: no position past the longest EOT
         for k, (ids, _) in enumerate(layouts): token_ids[k, :len(ids)] = torch.tensor(ids)
         token_ids = token_ids.to(clip.device)
@@ -152,14 +148,6 @@ class PromptLearner(nn.Module):
     def reset(self):
         "Restore the context vectors to their initial values."
         self.ctx.copy_(self.ctx_init)
-
-# %% ../nbs/01_prompts.ipynb #662d8bdc
-def describe_init(init:str|torch.Tensor|None # an init phrase, a context tensor, or None (random)
-                 ) -> str|None:
-    "A short, stable description of a prompt initialisation: the phrase, or a hash of the context's values."
-    if isinstance(init, torch.Tensor):
-        return f"context{tuple(init.shape)}:" + hashlib.sha256(init.detach().float().cpu().numpy().tobytes()).hexdigest()[:16]
-    return init
 
 # %% ../nbs/01_prompts.ipynb #dd548451
 def reference_sentence(classname:str, # the class name
