@@ -136,6 +136,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                'ttpt.evaluate._scan_results': ('evaluate.html#_scan_results', 'ttpt/evaluate.py'),
                                'ttpt.evaluate._sha256': ('evaluate.html#_sha256', 'ttpt/evaluate.py'),
                                'ttpt.evaluate._to_cpu': ('evaluate.html#_to_cpu', 'ttpt/evaluate.py'),
+                               'ttpt.evaluate._unreadable': ('evaluate.html#_unreadable', 'ttpt/evaluate.py'),
                                'ttpt.evaluate._write_json_atomically': ('evaluate.html#_write_json_atomically', 'ttpt/evaluate.py'),
                                'ttpt.evaluate.comparison_table': ('evaluate.html#comparison_table', 'ttpt/evaluate.py'),
                                'ttpt.evaluate.dataset_identity': ('evaluate.html#dataset_identity', 'ttpt/evaluate.py'),

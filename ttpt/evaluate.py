@@ -305,11 +305,13 @@ def _check_protocols(method, dataset):
 def _to_cpu(probabilities): return probabilities.detach().float().cpu() if isinstance(probabilities, torch.Tensor) else probabilities
 
 def _read(dataset, index, skip):
-    "Image `index` of `dataset` with its label; (the error, -1) for an unreadable image when skipping."
+    "Image `index` of `dataset` with its label; (the error, None) for an unreadable image when skipping."
     try: return dataset[index]
     except UnreadableImage as e:
         if not skip: raise
-        return e, -1
+        return e, None
+
+def _unreadable(image): return isinstance(image, UnreadableImage)
 
 class _Raw(Dataset):
     "The todo images of a dataset as (image, label, index, views): views made here (in a worker) when a view maker is given."
@@ -318,7 +320,7 @@ class _Raw(Dataset):
     def __getitem__(self, k):
         index = self.todo[k]
         image, label = _read(self.dataset, index, self.skip)
-        return image, label, index, None if self.views is None or label < 0 else self.views(image, index)
+        return image, label, index, None if self.views is None or _unreadable(image) else self.views(image, index)
 
 def _as_list(items): return items
 
@@ -328,9 +330,9 @@ def _episodes(method, dataset, todo, seed, meter, episodes, workers, skip):
     views = getattr(features, "views", None) if workers else None # worker processes make the views too
     loader = DataLoader(_Raw(dataset, todo, views, skip), batch_size=episodes, num_workers=workers, collate_fn=_as_list)
     for items in loader:
-        for _, label, index, _ in items:
-            if label < 0: yield index, label, None, 0.0, 0.0 # unreadable, skipped
-        items = [item for item in items if item[1] >= 0]
+        for image, _, index, _ in items:
+            if _unreadable(image): yield index, -1, None, 0.0, 0.0 # skipped
+        items = [item for item in items if not _unreadable(item[0])]
         if not items: continue
         if views is not None: features.prefetched = {index: v for _, _, index, v in items}
         seed_everything(seed, items[0][2])
@@ -347,13 +349,13 @@ class _Preprocessed(Dataset):
     def __len__(self): return len(self.todo)
     def __getitem__(self, k):
         image, label = _read(self.dataset, self.todo[k], self.skip)
-        return None if label < 0 else self.preprocess(image), label, self.todo[k]
+        return image if _unreadable(image) else self.preprocess(image), label, self.todo[k]
 
 def _collate(items):
     "A batch of (tensor, label, index) items: the stacked tensors (B, ...), labels and indices of the readable ones, and the skipped indices."
-    good = [item for item in items if item[1] >= 0]
+    good = [item for item in items if not _unreadable(item[0])]
     images = torch.stack([x for x, _, _ in good]) if good else None
-    return images, [y for _, y, _ in good], [i for _, _, i in good], [i for _, y, i in items if y < 0]
+    return images, [y for _, y, _ in good], [i for _, _, i in good], [i for x, _, i in items if _unreadable(x)]
 
 def _in_batches(method, dataset, todo, clip, seed, meter, batch_size, workers, skip):
     "Predict the images in batches through `predict_batch`: yields (index, label, probabilities, seconds, peak MiB) per image."
