@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from ttpt.evaluate import read_results
+from ttpt.evaluate import read_results, results_path
 
 TTPT = Path(sys.executable).parent / "ttpt" # the console script `pip install` puts beside the interpreter
 
@@ -123,3 +123,24 @@ def test_check_data_refuses_a_wrongly_numbered_v2_tree(tmp_path):
         if folder.is_dir() and folder.name == "7": folder.rename(folder.with_name("007"))
     refused = run_ttpt("check-data", str(tree), "--dataset", "imagenet-v2")
     assert refused.returncode == 2 and "label indices 0 … 999" in refused.stderr, refused.stderr
+
+
+@pytest.mark.parametrize("method", ["self-tpt", "tlla"])
+def test_each_new_method_runs_from_the_command_line(tmp_path, method):
+    "Self-TPT and TLLA evaluate from a clean start on the shipped model (tiny schedules); their source stage is cached."
+    args = ("eval", "--method", method, "--dataset", "shapes", "--images", "3", "--views", "16", "--out", str(tmp_path / "out"),
+            "--source-dir", str(tmp_path / "source"), "--shots", "1", "--coop-epochs", "1", "--self-tpt-epochs", "1")
+    first = run_ttpt(*args)
+    assert first.returncode == 0, first.stderr
+    assert len(list((tmp_path / "source").glob("*.safetensors"))) == 1  # its one source-trained artifact
+    assert len(read_results(results_path(tmp_path / "out", method, "shapes"))) == 3
+
+
+def test_source_stage_options_reach_the_setup():
+    "Every source-stage option of the command line lands in the `Setup` the methods are built from (MetaTPT's included)."
+    from ttpt.cli import _setup, parser
+    args = parser().parse_args(["eval", "--method", "metatpt", "--dataset", "shapes", "--shots", "2", "--coop-epochs", "3",
+                                "--self-tpt-epochs", "4", "--sapt-rho", "0.05", "--meta-shots", "5", "--meta-epochs", "6"])
+    setup = _setup(args, clip=None)
+    assert (setup.shots, setup.coop_epochs, setup.self_tpt_epochs) == (2, 3, 4)
+    assert (setup.sapt_rho, setup.meta_shots, setup.meta_epochs) == (0.05, 5, 6)

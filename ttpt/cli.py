@@ -37,6 +37,9 @@ def _add_method_args(parser):
     parser.add_argument("--shots", type=int, default=16, help="labelled source images per class")
     parser.add_argument("--coop-epochs", type=int, default=50, help="CoOp training epochs")
     parser.add_argument("--self-tpt-epochs", type=int, default=50, help="Self-TPT source-stage epochs")
+    parser.add_argument("--sapt-rho", type=float, default=Setup.sapt_rho, help="SAPT's sharpness-aware radius ρ (TLLA)")
+    parser.add_argument("--meta-shots", type=int, default=Setup.meta_shots, help="source images per class of MetaTPT's meta-training")
+    parser.add_argument("--meta-epochs", type=int, default=Setup.meta_epochs, help="MetaTPT's meta-training epochs")
     parser.add_argument("--workers", type=int, default=0, help="worker processes reading images and making views ahead")
     parser.add_argument("--episodes", type=int, default=8, help="images per pass for methods that run several episodes at once (TPT and kin)")
 
@@ -108,7 +111,8 @@ def _load(args):
 
 def _setup(args, clip):
     return Setup(clip, source_dir=args.source_dir, n_views=args.views, steps=args.steps, seed=args.seed, source=args.source,
-                 shots=args.shots, coop_epochs=args.coop_epochs, self_tpt_epochs=args.self_tpt_epochs)
+                 shots=args.shots, coop_epochs=args.coop_epochs, self_tpt_epochs=args.self_tpt_epochs, sapt_rho=args.sapt_rho,
+                 meta_shots=args.meta_shots, meta_epochs=args.meta_epochs)
 
 def _distributed():
     "(rank, world size) under torchrun (its process group started), or None in a single process."

@@ -133,7 +133,7 @@ METHODS = { # table name -> MethodEntry
     "metatpt": MethodEntry(lambda s: MetaTPT(steps=s.steps, seed=s.seed, augment_init=s.metatpt_init()),
                            "MetaTPT: per-image learned affine views (meta-learned start), then TPT's step; 32 views"),
 }
-STANDARD = ("zeroshot", "ensemble", "coop", "tpt", "tpt+coop", "c-tpt", "zero") # the default comparison, in table order
+STANDARD = ("zeroshot", "ensemble", "coop", "tpt", "tpt+coop", "c-tpt", "zero", "self-tpt", "self-tpt-v", "tlla") # the default comparison
 
 def make_method(name:str, # a key of `METHODS`
                 setup:Setup, # the model and the shared settings
