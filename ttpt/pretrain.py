@@ -116,7 +116,7 @@ def stream_loader(stream:PretrainStream, # the batches to render
 
 # %% ../nbs/11_pretrain.ipynb #cad2f115
 def pretrain(seed:int=0,              # seeds model init and the data stream
-             steps:int=2500,           # optimisation steps
+             steps:int=1500,           # optimisation steps
              batch_size:int=256,       # images (and captions) per step
              lr:float=1e-3,            # peak learning rate
              warmup:int=40,            # linear warm-up steps
@@ -272,7 +272,7 @@ Prompt "a photo of a {{}}."; `new accuracy_ensemble`: CLIP's 80 ImageNet templat
 @call_parse
 def main(out:str="data/miniclip/ttpt-miniclip.safetensors", # where to write the weights
          seed:int=0,           # run seed
-         steps:int=2500,       # optimisation steps
+         steps:int=1500,       # optimisation steps
          batch_size:int=256,   # batch size
          threads:int=1,        # torch CPU threads (results depend on it; the shipped weights used 1)
          workers:int=1,        # DataLoader processes rendering batches (results do not depend on it)
