@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['METHODS', 'STANDARD', 'source_artifact', 'Setup', 'MethodEntry', 'make_method', 'resolve_dataset', 'compare',
-           'RandomImages', 'cost_table', 'zeroshot_table']
+           'print_comparison', 'RandomImages', 'cost_table', 'zeroshot_table']
 
 # %% ../nbs/80_experiments.ipynb #9035d74b
 import hashlib
@@ -25,7 +25,7 @@ from .benchmark import BENCHMARKS, SUITES, few_shot_source, get_dataset
 from .checks import check_int
 from .coop import CoOp, train_coop
 from .datasets import LAYOUTS, dataset_dir, load_dataset
-from .evaluate import dataset_identity, evaluate, method_config, model_identity, summarise
+from .evaluate import comparison_table, dataset_identity, difference_table, evaluate, format_differences, method_config, model_identity, summarise
 from .features import ViewCache
 from .models import LoadedCLIP
 from .metatpt import MetaTPT, meta_train
@@ -182,6 +182,20 @@ def compare(setup:Setup, # the model and the shared settings
         return evaluate(method, ds, setup.clip, out=out, seed=setup.seed, progress=progress, view_cache=cache, episodes=batched_episodes,
                         workers=workers, skip_bad_images=skip_bad_images)
     return pd.concat([run(method, ds) for ds in sets for method in built], ignore_index=True)
+
+# %% ../nbs/80_experiments.ipynb #79e96275
+def print_comparison(results:pd.DataFrame, # per-image results of several methods and datasets
+                     baseline:str="zeroshot", # the method the differences are taken to
+                     file=None, # where to print (default: stdout)
+                    ):
+    "Print accuracy, ECE, images/s and the paired differences to `baseline` with 95% CIs and p-values."
+    summary = summarise(results, baseline=baseline)
+    print("\nTop-1 accuracy (%)\n" + comparison_table(summary).round(1).to_string(), file=file)
+    print("\nExpected calibration error (%, 15 bins)\n" + comparison_table(summary, "ece").round(1).to_string(), file=file)
+    print("\nImages per second (each run, data loading included)\n" + comparison_table(summary, "images_per_s", mean=False).round(1).to_string(), file=file)
+    if baseline in set(results["method"]) and results["method"].nunique() > 1:
+        print(f"\nDifference to {baseline} on the same images (points; 95% paired bootstrap CI; exact McNemar p; * : CI excludes 0)\n"
+              + format_differences(difference_table(results, baseline)).to_string(index=False), file=file)
 
 # %% ../nbs/80_experiments.ipynb #422243e8
 class RandomImages:
