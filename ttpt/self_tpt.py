@@ -36,13 +36,13 @@ class GradientMatching:
         if not 0 <= self.decay < 1: raise ValueError(f"decay must be in [0, 1), got {self.decay}")
         self.average = None
 
-    def __call__(self, g_ce:torch.Tensor, # ∇_v L_CE, with its graph
+    def __call__(self, g_ce:torch.Tensor, # ∇_v L_CE, the target direction (no gradient flows into it)
                  g_cpt:torch.Tensor, # ∇_v L_CPT, with its graph
                 ) -> torch.Tensor:
         "The matching loss of this step; updates the moving average (scalar)."
         average = g_cpt if self.average is None else self.decay * self.average + (1 - self.decay) * g_cpt # ḡ_CPT
         self.average = average.detach()
-        return 1 - F.cosine_similarity(g_ce.flatten(), average.flatten(), dim=0) # 1 − cos(g_CE, ḡ_CPT)
+        return 1 - F.cosine_similarity(g_ce.detach().flatten(), average.flatten(), dim=0) # 1 − cos(sg(g_CE), ḡ_CPT)
 
 def second_order():
     "Attention through the plain ('math') kernel: the fused CPU kernels have no double backward."
