@@ -105,3 +105,15 @@ def test_worker_processes_give_the_in_process_results(clip, tmp_path):
 def test_episodes_need_a_method_that_has_them(clip):
     with pytest.raises(ValueError, match="cannot run several episodes at once"):
         evaluate(Zero(n_views=16), get_dataset("hard", n=2), clip, episodes=2, progress=False)
+
+
+def test_source_artifacts_are_trained_afresh_when_the_code_changes(tmp_path, monkeypatch):
+    "A cached source artifact is read back only by the code that trained it (a fixed loss must not reuse old contexts)."
+    import ttpt.experiments as experiments
+    clip = load_clip()
+    first = experiments.source_artifact(clip, tmp_path, "ctx", {"epochs": 1}, lambda: {"context": torch.zeros(2)})
+    again = experiments.source_artifact(clip, tmp_path, "ctx", {"epochs": 1}, lambda: pytest.fail("retrained by the same code"))
+    assert torch.equal(first["context"], again["context"])
+    monkeypatch.setattr(experiments, "code_digest", lambda: "another version of ttpt")
+    fresh = experiments.source_artifact(clip, tmp_path, "ctx", {"epochs": 1}, lambda: {"context": torch.ones(2)})
+    assert torch.equal(fresh["context"], torch.ones(2)) and len(list(tmp_path.glob("ctx-*.safetensors"))) == 2

@@ -172,6 +172,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                   'ttpt.experiments.Setup.self_tpt_stage1': ( 'experiments.html#setup.self_tpt_stage1',
                                                                               'ttpt/experiments.py'),
                                   'ttpt.experiments.Setup.source_set': ('experiments.html#setup.source_set', 'ttpt/experiments.py'),
+                                  'ttpt.experiments.code_digest': ('experiments.html#code_digest', 'ttpt/experiments.py'),
                                   'ttpt.experiments.compare': ('experiments.html#compare', 'ttpt/experiments.py'),
                                   'ttpt.experiments.cost_table': ('experiments.html#cost_table', 'ttpt/experiments.py'),
                                   'ttpt.experiments.make_method': ('experiments.html#make_method', 'ttpt/experiments.py'),
