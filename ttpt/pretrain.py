@@ -281,7 +281,7 @@ def main(out:str="data/miniclip/ttpt-miniclip.safetensors", # where to write the
          workers:int=1,        # DataLoader processes rendering batches (results do not depend on it)
          device:str="cpu",     # "cuda" to train on a GPU
          checkpoint_every:int=0, # also save the weights every this many steps, beside `out`
-         previous:str=None,    # zero-shot table (CSV) of the model this one replaces, for the card
+         previous:str|None=None, # zero-shot table (CSV) of the model this one replaces, for the card
         ):
     "Pretrain ttpt-miniclip and write its float16 safetensors weights, a .log.json and a model card beside `out`."
     from ttpt.experiments import zeroshot_table

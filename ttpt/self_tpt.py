@@ -51,10 +51,10 @@ def second_order():
 def context_gradients(ce:torch.Tensor, # L_CE (scalar, with graph)
                       cpt:torch.Tensor, # L_CPT (scalar, with graph)
                       context:torch.Tensor, # the context vectors v
-                      create_graph:bool=True, # keep the graphs, for a loss on the gradients
+                      create_graph:bool=True, # keep g_CPT's graph, for a loss on it
                      ) -> tuple:
-    "$g_{\\mathrm{CE}}$ and $g_{\\mathrm{CPT}}$, the two losses' gradients with respect to the context."
-    g_ce, = torch.autograd.grad(ce, context, create_graph=create_graph, retain_graph=True)
+    "$g_{\\mathrm{CE}}$ (GM's target: no graph) and $g_{\\mathrm{CPT}}$, the two losses' gradients with respect to the context."
+    g_ce, = torch.autograd.grad(ce, context, retain_graph=True) # a target: no second-order graph to build
     g_cpt, = torch.autograd.grad(cpt, context, create_graph=create_graph, retain_graph=True)
     return g_ce, g_cpt
 
