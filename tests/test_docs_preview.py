@@ -35,12 +35,12 @@ const done = arguments[arguments.length - 1], start = Date.now();
 """
 
 READ_PAGE = """
-const hidden = "pre, code, script, style, nav, .MathJax, .MathJax_CHTML, .mjx-chtml, .MathJax_Preview";
+const maths = "script, style, .MathJax, .MathJax_CHTML, .mjx-chtml, .MathJax_Preview", hidden = `pre, code, nav, ${maths}`;
 const walker = document.createTreeWalker(document.querySelector("main"), NodeFilter.SHOW_TEXT);
 const prose = [], plain = [];  // the text outside code and maths; the text outside maths
 for (let n = walker.nextNode(); n; n = walker.nextNode()) {
   if (!n.parentElement.closest(hidden)) prose.push(n.nodeValue);
-  if (!n.parentElement.closest("script, style, .MathJax, .MathJax_CHTML, .mjx-chtml, .MathJax_Preview")) plain.push(n.nodeValue);
+  if (!n.parentElement.closest(maths)) plain.push(n.nodeValue);
 }
 return {
   title: (document.querySelector("h1.title") || {}).innerText,
@@ -117,8 +117,8 @@ def _flat(text):
 
 def test_index_lists_every_page_in_reading_order(preview):
     listed = preview["index.html"]["contents"]
-    test_pages = list(PAGES.values())
-    assert listed == test_pages, f"the index lists {listed}, the notebooks give {test_pages}"
+    expected = list(PAGES.values())
+    assert listed == expected, f"the index lists {listed}, the notebooks give {expected}"
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
@@ -164,7 +164,13 @@ EXPORTED = list(_exported())
 
 
 def test_every_exported_symbol_is_indexed():
-    assert len(EXPORTED) >= 50, f"only {len(EXPORTED)} exported symbols found in ttpt/_modidx.py"
+    "The symbols checked below are all there are: every function and class in a module's `__all__` is in nbdev's index."
+    indexed = {q for q, _, _ in EXPORTED}
+    modules = [f"ttpt.{p.stem}" for p in sorted(Path(CONFIG.lib_path).glob("*.py")) if not p.stem.startswith("_")]
+    exported = {f"{m}.{n}" for m in modules for n, o in vars(importlib.import_module(m)).items()
+                if n in getattr(importlib.import_module(m), "__all__", []) and (inspect.isfunction(o) or inspect.isclass(o))}
+    assert exported <= indexed, f"exported but not in ttpt/_modidx.py (run nbdev-export): {sorted(exported - indexed)}"
+    assert indexed, "no exported symbols found in ttpt/_modidx.py"
 
 
 @pytest.mark.parametrize("qualname,page_name,anchor", EXPORTED, ids=[q for q, _, _ in EXPORTED])
