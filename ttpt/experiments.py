@@ -31,6 +31,7 @@ from .evaluate import comparison_table, dataset_identity, difference_table, eval
 from .features import ViewCache
 from .models import LoadedCLIP
 from .metatpt import MetaTPT, meta_train
+from .mta import MTA
 from .peers import CTPT, Zero
 from .sapt import train_sapt
 from .stss import STSS
@@ -141,6 +142,7 @@ METHODS = { # table name -> MethodEntry
                         "TLLA: SAPT's prompt with sharpness-based view selection, no backprop"),
     "metatpt": MethodEntry(lambda s: MetaTPT(steps=s.steps, seed=s.seed, augment_init=s.metatpt_init()),
                            "MetaTPT: per-image learned affine views (meta-learned start), then TPT's step; 32 views"),
+    "mta": MethodEntry(lambda s: MTA(n_views=s.n_views, seed=s.seed), "MTA: the inlierness-weighted MeanShift mode of the views' embeddings, no backprop"),
 }
 STANDARD = ("zeroshot", "ensemble", "coop", "tpt", "tpt+coop", "c-tpt", "zero", "self-tpt", "self-tpt-v", "tlla") # the default comparison
 
