@@ -4,6 +4,7 @@ import json
 import os
 import pickle
 import shutil
+import time
 
 import pytest
 from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
@@ -298,6 +299,8 @@ def test_identity_is_the_content_of_the_files(tree, tmp_path, monkeypatch):
     image.unlink()
     first = load_dataset("folder", root).identity
     Image.new("RGB", (8, 8), (0, 0, 255)).save(image.with_suffix(".bmp")) # repainted, same byte size
+    settled = time.time_ns() - 10 * 10**9
+    for f in root.rglob("*.*"): os.utime(f, ns=(settled, settled)) # files changed seconds ago are cached; a file just written is hashed again
     repainted = load_dataset("folder", root)
     assert repainted.identity["files_sha256"] != first["files_sha256"], (repainted.identity, first)
     monkeypatch.setattr(ttpt.datasets, "_hash_file", lambda path: pytest.fail(f"{path} was hashed again"))

@@ -17,6 +17,7 @@ import pkgutil
 import re
 import sqlite3
 import statistics
+import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -68,6 +69,7 @@ def file_digests(root:str|Path, # the folder the files are relative to
                  workers:int=4, # threads hashing
                 ) -> list:
     "The sha256 of each file's bytes; each is hashed once and cached by (path, size, mtime), so a rerun only reads the file list."
+    settled = time.time_ns() - 2 * 10**9 # a file changed in the last 2 s may change again within its clock tick: not cached yet
     root = Path(root).resolve()
     stats, missing = [], []
     for f in files:
@@ -86,7 +88,7 @@ def file_digests(root:str|Path, # the folder the files are relative to
             with ThreadPoolExecutor(check_int(workers, "workers", 1)) as pool:
                 digests = list(tqdm(pool.map(_hash_file, [s[0] for s in stale]), total=len(stale), desc=f"hashing {root.name}",
                                     disable=not progress or len(stale) < 1000))
-            db.executemany("INSERT OR REPLACE INTO digests VALUES (?, ?, ?, ?)", [(*s, d) for s, d in zip(stale, digests)])
+            db.executemany("INSERT OR REPLACE INTO digests VALUES (?, ?, ?, ?)", [(*s, d) for s, d in zip(stale, digests) if s[2] < settled])
             known |= {s[0]: (*s[1:], d) for s, d in zip(stale, digests)}
     return [known[s[0]][2] for s in stats]
 
