@@ -87,7 +87,7 @@ def file_digests(root:str|Path, # the folder the files are relative to
         if stale:
             with ThreadPoolExecutor(check_int(workers, "workers", 1)) as pool:
                 digests = list(tqdm(pool.map(_hash_file, [s[0] for s in stale]), total=len(stale), desc=f"hashing {root.name}",
-                                    disable=not progress or len(stale) < 1000))
+                                    disable=not progress or len(stale) < 10_000)) # a bar where it takes seconds
             db.executemany("INSERT OR REPLACE INTO digests VALUES (?, ?, ?, ?)", [(*s, d) for s, d in zip(stale, digests) if s[2] < settled])
             known |= {s[0]: (*s[1:], d) for s, d in zip(stale, digests)}
     return [known[s[0]][2] for s in stats]
@@ -541,7 +541,9 @@ def class_mapping(dataset:ImageListDataset, # a dataset read by a layout
     line = lambda r: f"  {r[0]:>{width}}  {r[1]} → {r[2]}" + (f"   <- {r[3]}" if r[3] else "")
     lines = [f"classes (label  folder → name), {len(rows)} in all:"] + ["  …" if r is None else line(r) for r in ends]
     odd = [r for r in rows if r[3]]
-    if odd: lines += [f"{len(odd)} look suspicious:"] + [line(r) for r in odd[:20]] + ([f"  … and {len(odd) - 20} more"] if len(odd) > 20 else [])
+    hidden = [r for r in odd if r not in ends]
+    if odd: lines.append(f"{len(odd)} look suspicious" + (":" if hidden else " (marked above)"))
+    lines += [line(r) for r in hidden[:20]] + ([f"  … and {len(hidden) - 20} more"] if len(hidden) > 20 else [])
     return "\n".join(lines)
 
 @dataclass
