@@ -1,10 +1,12 @@
 import os
+import tempfile
 import warnings
 
 import pytest
 import torch
 
 os.environ.setdefault("IN_TEST", "1")
+os.environ.setdefault("TTPT_CACHE", tempfile.mkdtemp(prefix="ttpt-cache-")) # file digests of the tests' fixtures, not the user's cache
 warnings.filterwarnings("ignore", message=".*No pretrained weights loaded.*")
 torch.set_num_threads(min(2, torch.get_num_threads()))
 

@@ -10,8 +10,8 @@ from ttpt.evaluate import read_results, results_path
 TTPT = Path(sys.executable).parent / "ttpt" # the console script `pip install` puts beside the interpreter
 
 
-def run_ttpt(*args):
-    return subprocess.run([str(TTPT), *args], capture_output=True, text=True, timeout=600)
+def run_ttpt(*args, cwd=None):
+    return subprocess.run([str(TTPT), *args], capture_output=True, text=True, timeout=600, cwd=cwd)
 
 
 def test_help_lists_commands():
@@ -39,13 +39,17 @@ def test_compare_prints_tables_and_resumes(tmp_path):
     (("eval", "--method", "tpt", "--dataset", "imagenet-z", "--n", "2"), "unknown dataset 'imagenet-z'"),
     (("eval", "--method", "tpt", "--dataset", "/no/such/folder"), "unknown dataset '/no/such/folder'"),
     (("eval", "--method", "tpt", "--dataset", "photo", "--checkpoint", "/no/such/weights.safetensors"), "Checkpoint file not found"),
-    (("compare", "--datasets", "photo", "--methods", "zero", "--views", "3"), "keeps none"),
+    (("compare", "--datasets", "photo", "--methods", "zero", "--views", "3"), "--views 3 is too few"),
+    (("eval", "--method", "tpt", "--dataset", "photo", "--views", "8"), "keeps its 10% most confident views, so it needs --views 10 or more"),
+    (("eval", "--method", "zeroshot", "--dataset", "hard", "--data", "/tmp"), "hard is a miniature-benchmark set, with its own images and class names: --data do not apply"),
+    (("eval", "--method", "zeroshot", "--dataset", "hard", "--classnames", "names.txt"), "--classnames do not apply"),
 ])
 def test_expected_errors_are_one_line(args, message):
     result = run_ttpt(*args)
     assert result.returncode == 2
     assert result.stderr.startswith("ttpt: error: ") and message in result.stderr, result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "keep fraction" not in result.stderr, result.stderr # no setting the command line cannot set
 
 
 def test_debug_shows_the_traceback():
@@ -144,3 +148,22 @@ def test_source_stage_options_reach_the_setup():
     setup = _setup(args, clip=None)
     assert (setup.shots, setup.coop_epochs, setup.self_tpt_epochs) == (2, 3, 4)
     assert (setup.sapt_rho, setup.meta_shots, setup.meta_epochs) == (0.05, 5, 6)
+
+
+def test_a_folder_named_like_a_benchmark_set_is_ambiguous(tmp_path):
+    (tmp_path/"hard"/"cat").mkdir(parents=True)
+    result = run_ttpt("eval", "--method", "zeroshot", "--dataset", "hard", "--n", "2", cwd=tmp_path)
+    assert result.returncode == 2 and "write ./hard for the folder, or run elsewhere for the benchmark set" in result.stderr, result.stderr
+
+
+def test_eval_shows_the_class_mapping_and_a_bad_image_in_a_worker_in_one_line(tmp_path):
+    from PIL import Image
+    for name in ("cat", "dog"):
+        (tmp_path/"data"/name).mkdir(parents=True)
+        for i in range(3): Image.new("RGB", (8, 8), (60 * i, 0, 0)).save(tmp_path/"data"/name/f"{i}.png")
+    (tmp_path/"data"/"dog"/"1.png").write_bytes(b"not a png")
+    result = run_ttpt("eval", "--method", "zeroshot", "--dataset", str(tmp_path/"data"), "--workers", "2", "--out", str(tmp_path/"out"))
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and "cat → cat" in result.stderr and "dog → dog" in result.stderr, result.stderr
+    assert lines[-1].startswith(f"ttpt: error: cannot read image {tmp_path.resolve()/'data'/'dog'/'1.png'}: "), result.stderr
+    assert "Traceback" not in result.stderr and "DataLoader worker" not in result.stderr, result.stderr

@@ -4,12 +4,14 @@ import json
 import os
 import pickle
 import shutil
+import time
 
 import pytest
 from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
 from PIL import Image
 
-from ttpt.datasets import (IMAGENET_SYNSETS, LAYOUTS, UnreadableImage, base_new, check_data, dataset_dir, load_dataset,
+import ttpt.datasets
+from ttpt.datasets import (IMAGENET_SYNSETS, LAYOUTS, UnreadableImage, base_new, check_data, class_mapping, dataset_dir, load_dataset,
                            read_classnames, subset, write_fixture)
 
 pytestmark = pytest.mark.filterwarnings("ignore:repeated class names") # OpenAI's names repeat "missile" and "sunglasses"
@@ -229,7 +231,7 @@ def test_identity_tracks_the_files(tree, tmp_path):
     assert resized["files_sha256"] != first["files_sha256"] and resized["n_images"] == first["n_images"]
     images(root, ["tabby_cat"], name="extra.png")
     assert load_dataset("folder", root).identity["n_images"] == first["n_images"] + 1
-    renamed = load_dataset("folder", root, classnames=["dog", "cat", "light"]).identity
+    renamed = load_dataset("folder", root, classnames={"golden_retriever": "dog", "tabby_cat": "cat", "traffic_light": "light"}).identity
     assert renamed["classes_sha256"] != resized["classes_sha256"]
 
 
@@ -287,3 +289,61 @@ def test_every_layout_knows_its_release():
     assert [n for n, l in LAYOUTS.items() if l.n_images.get("test") is None] == ["folder"]
     coop = [n for n, l in LAYOUTS.items() if l.reader in ("coop", "aircraft")]
     assert len(coop) == 10 and all(set(LAYOUTS[n].n_images) == {"train", "val", "test"} for n in coop)
+
+
+def test_identity_is_the_content_of_the_files(tree, tmp_path, monkeypatch):
+    "An image repainted at the same byte size changes the identity; a rerun reads the digests from the cache, not the files."
+    root = copy_tree(tree, "folder", tmp_path)
+    image = next((root/"tabby_cat").iterdir())
+    Image.new("RGB", (8, 8), (255, 0, 0)).save(image.with_suffix(".bmp")) # BMP: the byte size depends on the size only
+    image.unlink()
+    first = load_dataset("folder", root).identity
+    Image.new("RGB", (8, 8), (0, 0, 255)).save(image.with_suffix(".bmp")) # repainted, same byte size
+    settled = time.time_ns() - 10 * 10**9
+    for f in root.rglob("*.*"): os.utime(f, ns=(settled, settled)) # files changed seconds ago are cached; a file just written is hashed again
+    repainted = load_dataset("folder", root)
+    assert repainted.identity["files_sha256"] != first["files_sha256"], (repainted.identity, first)
+    monkeypatch.setattr(ttpt.datasets, "_hash_file", lambda path: pytest.fail(f"{path} was hashed again"))
+    assert load_dataset("folder", root).identity == repainted.identity # warm: every digest from the cache
+    assert subset(repainted, 2).digests == [repainted.digests[repainted.files.index(f)] for f in subset(repainted, 2).files]
+
+
+def test_class_mapping_is_shown_and_checked(tree, tmp_path):
+    "check-data shows which folder gets which name, and flags a name unlike its folder; a list of names for named folders is refused."
+    root = tree("folder")
+    text = str(check_data(root, progress=False))
+    assert "golden_retriever → golden retriever" in text and "traffic_light → traffic light" in text and "look suspicious" not in text, text
+    with pytest.raises(ValueError, match="say which folder each name is for"): load_dataset("folder", root, classnames=["cat", "dog", "light"])
+    (tmp_path/"names.txt").write_text("tabby_cat\tcat\ngolden_retriever\tdog\ntraffic_light\ttraffic light\n") # keyed, any order
+    ds = load_dataset("folder", root, classnames=tmp_path/"names.txt")
+    assert [ds.classes[y] for y, f in zip(ds.labels, ds.files) if f.startswith("tabby_cat/")] == ["cat"], (ds.classes, ds.files)
+    swapped = {"golden_retriever": "traffic light", "tabby_cat": "tabby cat", "traffic_light": "golden retriever"}
+    shown = class_mapping(load_dataset("folder", root, classnames=swapped))
+    assert "2 look suspicious" in shown and "golden_retriever → traffic light   <- name unlike its folder" in shown, shown
+
+
+def test_repeated_class_names_are_refused_or_merged(tmp_path):
+    root = images(tmp_path/"data", ["cat", "kitten", "dog"])
+    names = {"cat": "cat", "kitten": "cat", "dog": "dog"}
+    with pytest.raises(ValueError, match=r"given to several classes, e.g. 'cat' to \['cat', 'kitten'\].*--merge-duplicate-classes"):
+        load_dataset("folder", root, classnames=names)
+    merged = load_dataset("folder", root, classnames=names, merge_duplicates=True)
+    assert (merged.classes, merged.folders) == (["cat", "dog"], ["cat+kitten", "dog"]), (merged.classes, merged.folders)
+    assert [merged.classes[y] for y in merged.labels] == ["cat", "cat", "dog"], merged.labels # in the mapping's order: cat, kitten, dog
+    assert "merged" in class_mapping(merged)
+    with pytest.raises(ValueError, match="given to several classes"): check_data(images(tmp_path/"twice", ["tabby_cat", "tabby cat"]), progress=False)
+
+
+def test_classnames_file_not_utf8_is_named(tmp_path):
+    (tmp_path/"names.txt").write_bytes(b"caf\xe9\n")
+    with pytest.raises(ValueError, match=r"class-name file .*names.txt is not UTF-8 text"): read_classnames(tmp_path/"names.txt")
+
+
+def test_symlink_loop_is_followed_once(tmp_path):
+    "A link back to its own class folder is read once, the same way by a run and by check-data."
+    root = images(tmp_path/"data", ["cat", "dog"])
+    images(root, ["cat", "dog"], name="y.png")
+    os.symlink(root/"cat", root/"cat"/"loop")
+    assert len(load_dataset("folder", root)) == 4
+    report = check_data(root, progress=False)
+    assert len(report.dataset) == 4 and "links to folders already read" in str(report), str(report)

@@ -1,6 +1,8 @@
 "Unit tests for ttpt.evaluate: the resumable evaluation harness."
+import importlib
 import json
 import os
+import textwrap
 import signal
 import subprocess
 import sys
@@ -14,8 +16,11 @@ import pytest
 import torch
 from PIL import Image
 
+from ttpt.datasets import UnreadableImage, load_dataset
 from ttpt.evaluate import (MEASURED_COLUMNS, comparison_table, evaluate, expected_calibration_error, read_results,
                            reliability_table, results_path, summarise)
+from ttpt.features import DiskStore
+from ttpt.zeroshot import ZeroShot
 
 CLASSES = ["red", "green", "blue", "grey"]
 
@@ -295,3 +300,99 @@ def test_images_per_s_comes_from_one_run(tmp_path):
     assert second["images_per_s"].iloc[0] == pytest.approx(5 / log[1]["seconds"])
     again = evaluate(Guess(), Solids(), None, out=tmp_path, progress=False)  # nothing to do: the largest logged run
     assert again["images_per_s"].iloc[0] == pytest.approx(15 / log[0]["seconds"]) and again["images_per_s"].iloc[0] < 60
+
+
+def test_repainted_images_of_the_same_size_are_not_reused(tmp_path):
+    "Results on a folder are keyed by its images' contents: repainting one at the same byte size refuses the old file."
+    for k, colour in enumerate(["red", "blue"]):
+        (tmp_path/"data"/colour).mkdir(parents=True)
+        for i in range(2): Image.new("RGB", (8, 8), (200 * (1 - k), 0, 200 * k)).save(tmp_path/"data"/colour/f"{i}.bmp")
+    evaluate(Guess(), load_dataset("folder", tmp_path/"data"), None, out=tmp_path/"out", progress=False)
+    Image.new("RGB", (8, 8), (0, 200, 0)).save(tmp_path/"data"/"red"/"0.bmp") # same byte size, other pixels
+    with pytest.raises(ValueError, match="dataset.files_sha256: file has"):
+        evaluate(Guess(), load_dataset("folder", tmp_path/"data"), None, out=tmp_path/"out", progress=False)
+
+
+_METHOD = """
+from dataclasses import dataclass
+import torch
+
+@dataclass
+class Edited:
+    name = "edited"
+    def prepare(self, clip, classnames): self.n_classes = len(classnames)
+    def predict(self, image, index): return torch.full((self.n_classes,), 1 / self.n_classes)
+"""
+
+
+def test_changed_method_code_is_refused_naming_it(tmp_path, monkeypatch):
+    "Same name, same settings, other code: the old results are refused, naming the module that changed."
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path/"edited_method.py").write_text(_METHOD)
+    evaluate(importlib.import_module("edited_method").Edited(), Solids(4), None, out=tmp_path/"out", progress=False)
+    (tmp_path/"edited_method.py").write_text(_METHOD.replace("torch.full((self.n_classes,), 1 / self.n_classes)", "torch.eye(self.n_classes)[0]"))
+    del sys.modules["edited_method"]
+    edited = importlib.import_module("edited_method").Edited()
+    with pytest.raises(ValueError, match="the code of edited_method changed since it was written"):
+        evaluate(edited, Solids(4), None, out=tmp_path/"out", progress=False)
+    assert evaluate(edited, Solids(4), None, out=tmp_path/"fresh", progress=False)["prediction"].tolist() == [0] * 4
+
+
+def test_corrupt_side_files_are_named_and_rows_kept(tmp_path):
+    evaluate(Guess(), Solids(), None, out=tmp_path, progress=False)
+    path = results_path(tmp_path, "guess", "solids")
+    log = path.with_suffix(".runs.jsonl")
+    log.write_text(log.read_text() + "{bad\n")
+    with pytest.warns(UserWarning, match=r"guess__solids.runs.jsonl line 2 is not a logged run"):
+        again = evaluate(Guess(), Solids(), None, out=tmp_path, progress=False)
+    assert len(again) == 20 and again["images_per_s"].notna().all()
+    path.with_suffix(".json").write_text("{'not': json")
+    with pytest.raises(ValueError, match=r"guess__solids.json \(the fingerprint of guess__solids.csv\) is corrupt"):
+        evaluate(Guess(), Solids(), None, out=tmp_path, progress=False)
+    assert len(read_results(path)) == 20 # nothing lost
+
+
+class BadAt3(Solids):
+    "Solids whose image 3 cannot be read (picklable, for worker processes)."
+    def __getitem__(self, i):
+        if i == 3: raise UnreadableImage(f"/data/solids/{i}.png", "OSError: truncated")
+        return super().__getitem__(i)
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_unreadable_image_in_a_worker_is_one_line(batched):
+    "Out of a DataLoader worker, an unreadable image is the same one-line error naming the file as without workers."
+    method, clip = (Brightness(), _Clip()) if batched else (Guess(), None)
+    with pytest.raises(UnreadableImage) as error:
+        evaluate(method, BadAt3(8), clip, workers=2, batch_size=4, progress=False)
+    assert str(error.value) == "cannot read image /data/solids/3.png: OSError: truncated", str(error.value)
+    skipped = evaluate(method, BadAt3(8), clip, workers=2, batch_size=4, progress=False, skip_bad_images=True)
+    assert skipped["skipped"].tolist() == [i == 3 for i in range(8)]
+
+
+def test_a_long_image_shows_life(capsys):
+    "The progress bar moves while one image takes seconds (e.g. --steps 1000000000)."
+    evaluate(Guess(sleep=2.5), Solids(1), None, progress=True)
+    shown = capsys.readouterr().err.replace("\r", "\n")
+    assert "0/1 [00:02" in shown, shown
+
+
+def test_no_model_is_a_clear_error():
+    with pytest.raises(ValueError, match="method 'zeroshot' needs a model, but clip is None"):
+        evaluate(ZeroShot(), Solids(2), None, progress=False)
+
+
+def test_damaged_view_feature_cache_is_computed_again(tmp_path):
+    "A features.npy cut in half, or a row changed on disk, is never read (as zeros or otherwise): it is computed again."
+    store = DiskStore(tmp_path, 4, {"what": "test"})
+    rows = [torch.full((64, 32), float(i + 1)) for i in range(4)]
+    for i, row in enumerate(rows): store.put(i, row)
+    features = tmp_path/"features.npy"
+    features.write_bytes(features.read_bytes()[:features.stat().st_size // 2])
+    reopened = DiskStore(tmp_path, 4, {"what": "test"})
+    with pytest.warns(UserWarning, match=r"is damaged \(features.npy holds .* bytes\)"): assert reopened.get(3) is None
+    reopened.put(3, rows[3])
+    assert torch.equal(DiskStore(tmp_path, 4, {"what": "test"}).get(3), rows[3])
+    reopened.features[3, 0, 0] = 0.0 # changed behind the store's back
+    with pytest.warns(UserWarning, match="row 3 does not match its checksum"): assert reopened.get(3) is None
+    with pytest.raises(ValueError, match=r"features of shape \(5, 2\)"): reopened.put(0, torch.zeros(5, 2))

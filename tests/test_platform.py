@@ -9,7 +9,7 @@ import torch
 
 from ttpt.benchmark import few_shot_source, get_dataset
 from ttpt.coop import CoOp, train_coop
-from ttpt.evaluate import evaluate, method_config
+from ttpt.evaluate import evaluate, method_config, run_fingerprint
 from ttpt.features import ViewCache
 from ttpt.models import load_clip
 from ttpt.peers import CTPT, Zero
@@ -117,3 +117,10 @@ def test_source_artifacts_are_trained_afresh_when_the_code_changes(tmp_path, mon
     monkeypatch.setattr(experiments, "code_digest", lambda: "another version of ttpt")
     fresh = experiments.source_artifact(clip, tmp_path, "ctx", {"epochs": 1}, lambda: {"context": torch.ones(2)})
     assert torch.equal(fresh["context"], torch.ones(2)) and len(list(tmp_path.glob("ctx-*.safetensors"))) == 2
+
+
+def test_the_methods_code_is_in_the_fingerprint():
+    "A results file records the source digest of the method's module and of every ttpt module it uses."
+    code = run_fingerprint(TPT(n_views=16), get_dataset("photo", n=2), None)["code"]
+    assert {"ttpt.tpt", "ttpt.episodic", "ttpt.selection", "ttpt.views", "ttpt.prompts"} <= set(code), sorted(code)
+    assert "ttpt.cli" not in code and "ttpt.experiments" not in code, sorted(code) # only what the method runs

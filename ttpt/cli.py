@@ -9,16 +9,18 @@ __all__ = ['parser', 'main']
 import argparse
 import os
 import sys
+import warnings
 
 import pandas as pd
 import torch
 import torch.distributed as dist
 
 from .benchmark import BENCHMARKS, DEFAULT_N, SUITES
-from .datasets import LAYOUTS, check_data
+from .datasets import LAYOUTS, check_data, class_mapping
 from .evaluate import evaluate, merge_shards, summarise
 from .experiments import METHODS, STANDARD, Setup, compare, make_method, print_comparison, resolve_dataset, zeroshot_table
 from .models import MINICLIP, load_clip
+from .selection import TooFewViews
 
 # %% ../nbs/90_cli.ipynb #f68c59f2
 def _add_model_args(parser):
@@ -47,9 +49,13 @@ class _Defaults(argparse.ArgumentDefaultsHelpFormatter):
     "Shows every default, except where an option's help already says what leaving it out means."
     def _get_help_string(self, action): return action.help if action.default is None else super()._get_help_string(action)
 
+_CLASSNAMES_HELP = ("class names of a real dataset or a folder: a .json object or a .txt of 'folder<TAB>name' lines keyed by folder "
+                    "(required for named folders), or one name per line in label order (integer folders, the ImageNet layouts)")
+
 def _add_data_args(parser):
     parser.add_argument("--data", default=None, help="the folder of a real dataset named by its layout (e.g. --dataset imagenet-a --data /data/imagenet-a)")
-    parser.add_argument("--classnames", default=None, help="class names of a plain folder, one per line in label order (needed when its folders are numbers)")
+    parser.add_argument("--classnames", default=None, help=_CLASSNAMES_HELP)
+    parser.add_argument("--merge-duplicate-classes", action="store_true", help="make classes given the same name one class (else repeated names are refused)")
     parser.add_argument("--skip-bad-images", action="store_true", help="record unreadable images as skipped (counted in the summary) instead of stopping")
 
 def parser() -> argparse.ArgumentParser:
@@ -85,7 +91,8 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("path", help="the dataset's folder")
     check.add_argument("--dataset", default="folder", choices=list(LAYOUTS), help="its layout")
     check.add_argument("--split", default="test", help="the split to check (the ten cross-dataset sets also have train and val)")
-    check.add_argument("--classnames", default=None, help="class names of a plain folder, one per line in label order")
+    check.add_argument("--classnames", default=None, help=_CLASSNAMES_HELP)
+    check.add_argument("--merge-duplicate-classes", action="store_true", help="make classes given the same name one class (else repeated names are refused)")
     check.add_argument("--workers", type=int, default=4, help="threads decoding images")
     check.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     return top
@@ -108,9 +115,10 @@ def _distributed():
     return dist.get_rank(), world
 
 def _eval(args, clip, shard):
-    "One method on one dataset; under torchrun each process takes a shard and process 0 merges them."
+    "One method on one dataset, after its folder → class table; under torchrun each process takes a shard and process 0 merges them."
+    dataset = resolve_dataset(args.dataset, args.n, args.seed, data=args.data, classnames=args.classnames, merge_duplicates=args.merge_duplicate_classes)
+    if hasattr(dataset, "folders") and (shard is None or shard[0] == 0): print(class_mapping(dataset), file=sys.stderr)
     method = make_method(args.method, _setup(args, clip))
-    dataset = resolve_dataset(args.dataset, args.n, args.seed, data=args.data, classnames=args.classnames)
     episodes = args.episodes if callable(getattr(method, "predict_episodes", None)) else 1
     results = evaluate(method, dataset, clip, out=args.out, seed=args.seed, workers=args.workers, episodes=episodes, shard=shard,
                        skip_bad_images=args.skip_bad_images, progress=shard is None or shard[0] == 0)
@@ -122,7 +130,8 @@ def _eval(args, clip, shard):
     print(summarise(results, baseline=None).round(2).to_string(index=False))
 
 def _run(args):
-    if args.command == "check-data": return print(check_data(args.path, args.dataset, args.split, args.classnames, args.workers))
+    if args.command == "check-data":
+        return print(check_data(args.path, args.dataset, args.split, args.classnames, args.workers, merge_duplicates=args.merge_duplicate_classes))
     shard = _distributed() if args.command == "eval" else None
     if shard is not None and args.device == "cuda": args.device = f"cuda:{os.environ.get('LOCAL_RANK', shard[0])}"
     clip = _load(args)
@@ -136,17 +145,28 @@ def _run(args):
         print_comparison(compare(_setup(args, clip), args.datasets, args.methods, args.out, args.n, view_cache=not args.no_view_cache,
                                  episodes=args.episodes, workers=args.workers, data_root=args.data_root, skip_bad_images=args.skip_bad_images))
 
+def _one_line(error):
+    "An error's message in one line: the original error's last line for one raised in a DataLoader worker, the CLI's words for too few views."
+    if isinstance(error, TooFewViews):
+        return f"--views {error.n_views} is too few: the method keeps its {error.keep:.0%} most confident views, so it needs --views {error.minimum} or more"
+    lines = [l.strip() for l in str(error).strip().splitlines() if l.strip()]
+    if "Original Traceback" in str(error): return lines[-1] # "Caught X in DataLoader worker process 0. Original Traceback … X: message"
+    return " ".join(lines)
+
 def main(argv:list|None=None # command-line arguments (default: sys.argv[1:])
         ):
     "The `ttpt` command: zero-shot table, one evaluation, or the standard comparison; expected errors in one line."
     args = parser().parse_args(argv)
-    try: _run(args)
+    try:
+        with warnings.catch_warnings(): # warnings in one line too
+            if not args.debug: warnings.showwarning = lambda message, *_, **__: print(f"ttpt: warning: {message}", file=sys.stderr)
+            _run(args)
     except KeyboardInterrupt:
         print("ttpt: interrupted; run the same command again to resume", file=sys.stderr)
         raise SystemExit(130)
     except (ValueError, TypeError, RuntimeError, OSError) as e:
         if args.debug: raise
-        print(f"ttpt: error: {e}", file=sys.stderr)
+        print(f"ttpt: error: {_one_line(e)}", file=sys.stderr)
         raise SystemExit(2)
 
 # %% ../nbs/90_cli.ipynb #066ebdb2

@@ -9,14 +9,17 @@ __all__ = ['ViewFeatures', 'MemoryStore', 'DiskStore', 'ViewCache']
 import dataclasses
 import hashlib
 import json
+import math
 import os
+import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
 from filelock import FileLock
 
-from .evaluate import dataset_identity, model_identity
+from .evaluate import dataset_identity, model_identity, write_atomically
 from .views import ViewMaker
 from .zeroshot import image_features
 
@@ -56,48 +59,82 @@ class MemoryStore:
         "Store the features of image `index`."
         self.rows[index] = feats.detach().float().cpu().clone()
 
+def _crc(row): return zlib.crc32(np.ascontiguousarray(row, dtype=np.float32).tobytes())
+
+def _npy_damage(path, shape):
+    "Why the .npy file at `path` cannot be the array of shape `shape` whose bytes it should hold, or None if it can."
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            stored, _, dtype = read(f)
+            offset = f.tell()
+    except (OSError, ValueError) as e: return f"{path.name} has no valid header ({e})"
+    if stored[:len(shape)] != shape: return f"{path.name} has shape {stored}, not ({', '.join(map(str, shape))}, …)"
+    size, needed = path.stat().st_size, offset + math.prod(stored) * dtype.itemsize
+    return f"{path.name} holds {size:,} of its {needed:,} bytes" if size < needed else None
+
 class DiskStore:
-    "Views' features by image index in a memory-mapped numpy array on disk, with a done mask; created on the first write."
+    "Views' features by image index in a memory-mapped numpy array on disk, each row with its crc32; created on the first write, checked on every read."
     def __init__(self,
-                 folder:str|Path, # the store's folder (holds features.npy, done.npy, key.json)
+                 folder:str|Path, # the store's folder (holds features.npy, crc.npy, key.json)
                  n_images:int, # images in the dataset (rows of the array)
                  key:dict, # what the features are of, written to key.json
                 ):
         self.folder, self.n_images, self.key = Path(folder), n_images, key
-        self.features = self.done = None
+        self.features = self.crc = None
+        self.warned = False
+
+    def _damage(self):
+        "Why the store on disk is not a store of `n_images` rows for `key`, or None."
+        try: key = json.loads((self.folder/"key.json").read_text())
+        except (OSError, json.JSONDecodeError) as e: return f"key.json cannot be read ({e})"
+        if key != json.loads(json.dumps(self.key)): return "key.json is another key"
+        return _npy_damage(self.folder/"crc.npy", (self.n_images,)) or _npy_damage(self.folder/"features.npy", (self.n_images,))
 
     def _open(self, shape=None):
-        "Open the arrays; create them (under a lock, so two processes do not race) if `shape` is given and they do not exist."
-        if self.done is not None: return True
-        features, done = self.folder/"features.npy", self.folder/"done.npy"
-        if not done.exists():
-            if shape is None: return False
-            self.folder.mkdir(parents=True, exist_ok=True)
-            with FileLock(str(self.folder/"create.lock")):
-                if not done.exists():
-                    (self.folder/"key.json").write_text(json.dumps(self.key, indent=1, sort_keys=True))
-                    np.lib.format.open_memmap(features, mode="w+", dtype=np.float32, shape=(self.n_images, *shape)).flush()
-                    np.save(self.folder/"done.tmp.npy", np.zeros(self.n_images, dtype=bool))
-                    os.replace(self.folder/"done.tmp.npy", done)
+        "Open the arrays, after checking them (a damaged store is deleted, to be computed again); create them if `shape` is given."
+        if self.crc is not None: return True
+        features, crc = self.folder/"features.npy", self.folder/"crc.npy"
+        if not crc.exists() and shape is None: return False
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self.folder/"create.lock")): # two processes do not race to create or repair it
+            damage = self._damage() if crc.exists() else None
+            if damage:
+                warnings.warn(f"the view-feature cache {self.folder} is damaged ({damage}); its features are computed again", stacklevel=3)
+                for f in (crc, features): f.unlink(missing_ok=True)
+            if not crc.exists():
+                if shape is None: return False
+                write_atomically(self.folder/"key.json", lambda tmp: tmp.write_text(json.dumps(self.key, indent=1, sort_keys=True)))
+                write_atomically(features, lambda tmp: np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(self.n_images, *shape)).flush())
+                write_atomically(crc, lambda tmp: np.save(tmp, np.full(self.n_images, -1, dtype=np.int64))) # -1: not stored; written last
         self.features = np.lib.format.open_memmap(features, mode="r+")
-        self.done = np.lib.format.open_memmap(done, mode="r+")
+        self.crc = np.lib.format.open_memmap(crc, mode="r+")
         return True
 
     def get(self, index:int # image index
            ) -> torch.Tensor|None:
-        "The stored features of image `index`, or None."
-        if not self._open() or not self.done[index]: return None
-        return torch.from_numpy(np.array(self.features[index]))
+        "The stored features of image `index`, or None if they are not stored or do not match their checksum."
+        if not self._open() or self.crc[index] < 0: return None
+        row = np.array(self.features[index])
+        if _crc(row) != self.crc[index]:
+            if not self.warned: warnings.warn(f"the view-feature cache {self.folder}: row {index} does not match its checksum; such rows are computed again", stacklevel=2)
+            self.warned = True
+            return None
+        return torch.from_numpy(row)
 
     def put(self, index:int, # image index
             feats:torch.Tensor, # (N, D) its views' features
            ):
-        "Store the features of image `index`: the row first, then its done flag."
+        "Store the features of image `index`: the row first, then its checksum."
         self._open(tuple(feats.shape))
-        self.features[index] = feats.detach().float().cpu().numpy()
+        if tuple(feats.shape) != self.features.shape[1:]:
+            raise ValueError(f"features of shape {tuple(feats.shape)} for the view-feature cache {self.folder}, which holds {self.features.shape[1:]}")
+        row = feats.detach().float().cpu().numpy()
+        self.features[index] = row
         self.features.flush()
-        self.done[index] = True
-        self.done.flush()
+        self.crc[index] = _crc(row)
+        self.crc.flush()
 
 # %% ../nbs/23_features.ipynb #52551c8e
 class ViewCache:
