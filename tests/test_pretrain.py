@@ -25,7 +25,7 @@ def test_bad_domain_mix_is_refused():
         pretrain(steps=1, batch_size=4, domain_mix={"oil painting": 1.0}, workers=0)
 
 
-def test_model_card_shows_targets_and_the_old_model_beside_the_new(tmp_path):
+def test_model_card_shows_targets_leverage_and_the_old_model_beside_the_new(tmp_path):
     import pandas as pd
     from ttpt.pretrain import model_card, save_pretrained
     model, log = pretrain(seed=0, steps=2, batch_size=4, warmup=1, workers=0, log_every=0)
@@ -34,8 +34,22 @@ def test_model_card_shows_targets_and_the_old_model_beside_the_new(tmp_path):
     table = pd.DataFrame([dict(suite=s, dataset=d, domain="photo", classes=8, n=100, chance=12.5, accuracy=a, confidence=c,
                                ece=e, accuracy_ensemble=a) for s, d, a, c, e in rows])
     old = table.assign(accuracy=table.accuracy - 10, confidence=table.confidence - 20, ece=table.ece + 10)
-    card = model_card(log, table, weights, previous=old)
+    sets = ["photo", "sketch", "cartoon", "corrupted", "hard", "base", "new"]
+    leverage = pd.DataFrame({"n": [1000] + [500] * 6, "a photo of a {}.": [80., 50., 60., 60., 60., 85., 80.],
+                             "zebra zebra zebra {}.": [70.] * 7, "ece": [3.] * 7, "own word gain": [0., 2., 2., 2., 0., 0., 0.],
+                             "gain low": [0., 1., 1., 1., -1., 0., 0.], "gain high": [0., 3., 3., 3., 1., 0., 0.]}, index=pd.Index(sets, name="set"))
+    coop = pd.DataFrame({"trained on": ["photo", "base", "base"], "set": ["photo", "base", "new"], "zero-shot": [80., 85., 80.],
+                         "CoOp": [85., 90., 78.], "gain": [5., 5., -2.], "low": [3., 3., -4.], "high": [7., 7., 0.]})
+    cosines = pd.Series({"sketch": 0.5, "cartoon": 0.6, "corrupted": 0.8, "hard": 0.7})
+    card = model_card(log, table, leverage, cosines, coop, weights, previous=old, previous_leverage=leverage - 1, code_commit="abc1234")
     assert "| old accuracy | old confidence | old ece | new accuracy |" in card
     assert "| photo | photo | 8 | 100 | 12.5 | 85.0 | 73.0 | 12.0 | 95.0 | 93.0 | 2.0 |" in card
-    assert "| sketch accuracy / photo accuracy | ≤ 0.85 | 0.95 | **no** |" in card  # a missed target says so
+    assert "| hard accuracy / photo accuracy | ≤ 0.9 | 0.75 | yes |" in card
+    assert "| sketch accuracy / photo accuracy | ≤ 0.9 | 0.62 | yes |" in card
+    assert "| CoOp (16 shots) on photo minus zero-shot (points) | ≥ 3 | 5.00 | yes |" in card
+    assert "| photo: 'a photo of a {}.' minus 'zebra zebra zebra {}.' (points) | ≥ 5 | 10.00 | yes |" in card
+    assert "| sketch | 50.0 | 70.0 | +2.0 [+1.0, +3.0] | 49.0 | 69.0 |" in card  # new beside old
+    assert "| photo | photo | 80.0 | 85.0 | +5.0 [+3.0, +7.0] |" in card
+    assert "sketch 0.500, cartoon 0.600" in card
     assert f"--steps {log['steps']} --threads {log['threads']}" in card
+    assert "trained by the code of commit abc1234" in card

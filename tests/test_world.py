@@ -2,7 +2,7 @@
 import hashlib
 import numpy as np
 import pytest
-from ttpt.world import DOMAINS, SEEN_PAIRS, UNSEEN_PAIRS, Scene, caption, render, rng_for, sample
+from ttpt.world import DOMAINS, PATTERNS, SEEN_PAIRS, UNSEEN_PAIRS, Scene, caption, render, rng_for, sample
 
 
 def _digest(seed, domain, n=6):
@@ -45,6 +45,14 @@ def test_caption_mask_matches_words():
     for _ in range(50):
         text, mask = caption(Scene(0, 3, 1, 0, 1, "photo"), rng)
         assert ("red" in text) == bool(mask[0]) and ("star" in text) == bool(mask[1])
+
+
+def test_caption_states_its_pattern_once():
+    rng = np.random.default_rng(0)
+    for i in range(400):
+        scene = Scene(int(rng.integers(6)), int(rng.integers(8)), 1 + i % 3, 1, 1 + i % 3, "photo")
+        text, mask = caption(scene, rng)
+        assert text.split().count(PATTERNS[scene.pattern]) == int(mask[2]), (text, mask)  # once when stated, else never
 
 
 def test_unknown_domain_is_a_clear_error():

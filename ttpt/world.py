@@ -74,11 +74,10 @@ def caption(scene:Scene,          # what is drawn
     if not (says_colour or says_shape): says_shape = rng.random() > 0.5
     says_pattern = rng.random() < (0.2 if scene.pattern == 0 else 0.6)
     says_size = rng.random() < 0.4
-    words = []
-    if says_size: words.append(SIZES[scene.size])
-    if says_pattern and rng.random() < 0.5: words.append(PATTERNS[scene.pattern])
-    if says_colour: words.append(COLOURS[scene.colour])
-    if says_pattern and (not words or words[-1] != PATTERNS[scene.pattern]): words.append(PATTERNS[scene.pattern])
+    pattern_first = says_pattern and rng.random() < 0.5       # "striped red" or "red striped"
+    pattern = [PATTERNS[scene.pattern]] if says_pattern else []
+    words = ([SIZES[scene.size]] if says_size else []) + (pattern if pattern_first else []) \
+          + ([COLOURS[scene.colour]] if says_colour else []) + ([] if pattern_first else pattern)
     if scene.count == 1:
         noun = SHAPES[scene.shape] if says_shape else ("object", "shape", "thing")[rng.integers(3)]
         phrase = " ".join(words + [noun])
