@@ -12,6 +12,13 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
 @pytest.fixture(scope="session")
+def clip():
+    "The shipped miniature CLIP, loaded once per session (a test module that needs another model defines its own `clip`)."
+    from ttpt.models import load_clip
+    return load_clip()
+
+
+@pytest.fixture(scope="session")
 def random_clips():
     "Random-init real-size open_clip models (no download), loaded once per session."
     from ttpt.models import load_clip

@@ -4,18 +4,12 @@ import pytest
 import torch
 
 from ttpt.benchmark import get_dataset
-from ttpt.models import load_clip
 from ttpt.peers import CTPT, Zero, text_dispersion
 from ttpt.prompts import PromptLearner
 from ttpt.selection import entropy, marginal_entropy, select_confident_views
 from ttpt.tpt import TPT
 from ttpt.views import ViewMaker
 from ttpt.zeroshot import class_text_features, clip_logits, image_features
-
-
-@pytest.fixture(scope="module")
-def clip():
-    return load_clip()
 
 
 @pytest.fixture(scope="module")

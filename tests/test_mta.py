@@ -6,13 +6,7 @@ import torch
 
 from ttpt.benchmark import get_dataset
 from ttpt.experiments import METHODS, Setup, make_method
-from ttpt.models import load_clip
 from ttpt.mta import MTA, mta_mode
-
-
-@pytest.fixture(scope="module")
-def clip():
-    return load_clip()
 
 
 @pytest.fixture(scope="module")

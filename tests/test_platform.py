@@ -20,11 +20,6 @@ COLUMNS = ["index", "label", "prediction", "confidence"]
 
 
 @pytest.fixture(scope="module")
-def clip():
-    return load_clip()
-
-
-@pytest.fixture(scope="module")
 def context(clip):
     return train_coop(clip, few_shot_source(shots=1), epochs=2, progress=False)[0]
 

@@ -13,11 +13,6 @@ from ttpt.zeroshot import encode_dataset
 
 
 @pytest.fixture(scope="module")
-def clip():
-    return load_clip()
-
-
-@pytest.fixture(scope="module")
 def stage1(clip):
     source = few_shot_source(shots=1)
     return train_source_stage(clip, source, epochs=2, features=encode_dataset(clip, source), progress=False)[0]

@@ -4,16 +4,10 @@ import torch
 
 from ttpt.benchmark import few_shot_source, get_dataset
 from ttpt.coop import train_coop
-from ttpt.models import load_clip
 from ttpt.prompts import PromptLearner
 from ttpt.sapt import train_sapt
 from ttpt.stss import STSS, unit_directions
 from ttpt.zeroshot import encode_dataset
-
-
-@pytest.fixture(scope="module")
-def clip():
-    return load_clip()
 
 
 @pytest.fixture(scope="module")
