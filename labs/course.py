@@ -2,7 +2,8 @@
 
     python labs/course.py generate [LAB ...]   # student and autograder versions under labs/dist/<lab>/
     python labs/course.py grade SUBMISSION.ipynb --lab LAB   # autograde one submission locally (no Docker)
-    python labs/course.py measure [LAB ...]    # run time and the points of a blank, a wrong and a correct submission
+    python labs/course.py run [LAB ...]        # execute the master notebooks in place, outputs kept (to commit them)
+    python labs/course.py measure [LAB ...]    # the points of a blank, a wrong and a correct submission
 
 The tests (tests/test_labs.py) use the same functions."""
 import argparse
@@ -11,7 +12,6 @@ import io
 import json
 import os
 import re
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,6 +19,9 @@ from pathlib import Path
 import nbformat
 import otter.assign
 import otter.run
+from nbclient import NotebookClient
+
+from mistakes import WRONG_ANSWERS
 
 LABS_DIR = Path(__file__).resolve().parent
 LABS = sorted(p.stem for p in LABS_DIR.glob("[0-9][0-9]_*.ipynb")) # the master (solution) notebooks, in course order
@@ -34,13 +37,15 @@ def master(lab:str) -> Path:
 
 @contextlib.contextmanager
 def _quiet_in(folder):
-    "Run otter in `folder`, its printing kept out of the caller's output; the working folder is restored after."
-    cwd = os.getcwd()
+    "Run otter in `folder`, its printing kept out of the caller's output; the working folder and PATH (otter prepends its conda's) are restored after."
+    cwd, path = os.getcwd(), os.environ.get("PATH", "")
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             os.chdir(folder)
             yield
-    finally: os.chdir(cwd)
+    finally:
+        os.chdir(cwd)
+        os.environ["PATH"] = path
 
 
 def generate(lab:str, # the lab
@@ -126,7 +131,6 @@ def execute(notebook:str|Path, # a notebook to run top to bottom, in its own fol
             timeout:int=900, # seconds per cell
            ) -> float:
     "Execute a notebook in place (outputs kept) and return the seconds it took."
-    from nbclient import NotebookClient
     nb, start = nbformat.read(notebook, 4), time.perf_counter()
     NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(Path(notebook).parent)}}).execute()
     seconds = time.perf_counter() - start
@@ -137,7 +141,7 @@ def execute(notebook:str|Path, # a notebook to run top to bottom, in its own fol
 def measure(lab:str, # the lab
             wrong:dict, # question name -> a typical wrong answer's source
            ) -> dict:
-    "Seconds to run the solution, and the points of a blank, a wrong and a correct submission."
+    "Seconds to autograde the correct submission, and the points of a blank, a wrong and a correct submission."
     with tempfile.TemporaryDirectory() as folder:
         out = generate(lab, Path(folder)/lab)
         student, zip_ = out/"student"/f"{lab}.ipynb", autograder_zip(out)
@@ -157,20 +161,22 @@ def main(argv=None):
     r = sub.add_parser("grade", help="autograde one submission locally")
     r.add_argument("submission")
     r.add_argument("--lab", required=True, choices=LABS)
-    m = sub.add_parser("measure", help="run time and points of a blank, a wrong and a correct submission")
+    x = sub.add_parser("run", help="execute the master notebooks in place, outputs kept, and print their run times")
+    x.add_argument("labs", nargs="*", default=LABS)
+    m = sub.add_parser("measure", help="the points of a blank, a wrong and a correct submission")
     m.add_argument("labs", nargs="*", default=LABS)
     args = parser.parse_args(argv)
     if args.command == "generate":
         for lab in args.labs: print(f"{lab}: {generate(lab)}")
+    elif args.command == "run":
+        for lab in args.labs: print(f"{lab}: {execute(master(lab)):.0f} s", flush=True)
     elif args.command == "grade":
         out = LABS_DIR/"dist"/args.lab
         result = grade(args.submission, autograder_zip(out) if out.exists() else autograder_zip(generate(args.lab)))
         for question, (score, top) in result["scores"].items(): print(f"{question}: {score:g} / {top:g}")
         print("total: {:g} / {:g}".format(*total(result)))
     else:
-        sys.path.insert(0, str(LABS_DIR))
-        from mistakes import WRONG_ANSWERS
-        print("| lab | run time (s) | blank | wrong | correct |\n|---|---|---|---|---|")
+        print("| lab | seconds to autograde the correct one | blank | wrong | correct |\n|---|---|---|---|---|")
         for lab in args.labs:
             row = measure(lab, {q: answers[0][0] for q, answers in WRONG_ANSWERS[lab].items()})
             print(f"| {lab} | {row['seconds']} | {row['blank'][0]:g} / {row['blank'][1]:g} | {row['wrong'][0]:g} / {row['wrong'][1]:g} | {row['correct'][0]:g} / {row['correct'][1]:g} |", flush=True)
