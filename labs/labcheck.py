@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from ttpt.augment import affine_matrices
 from ttpt.benchmark import SOURCE_CLASSES
 from ttpt.cpt import supervised_contrastive_loss
-from ttpt.evaluate import expected_calibration_error
+from ttpt.reports import expected_calibration_error
 from ttpt.landscape import filter_normalised_direction
 from ttpt.metatpt import diversity
 from ttpt.models import load_clip

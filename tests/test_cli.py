@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from ttpt.evaluate import read_results, results_path
+from ttpt.results import read_results, results_path
 
 TTPT = Path(sys.executable).parent / "ttpt" # the console script `pip install` puts beside the interpreter
 

@@ -17,8 +17,9 @@ import torch
 from PIL import Image
 
 from ttpt.datasets import UnreadableImage, load_dataset
-from ttpt.evaluate import (MEASURED_COLUMNS, comparison_table, evaluate, expected_calibration_error, read_results,
-                           reliability_table, results_path, summarise)
+from ttpt.results import MEASURED_COLUMNS, read_results, results_path
+from ttpt.evaluate import evaluate
+from ttpt.reports import comparison_table, expected_calibration_error, reliability_table, summarise
 from ttpt.features import DiskStore
 from ttpt.zeroshot import ZeroShot
 
@@ -240,7 +241,8 @@ _CONTENDER = """
 import sys
 sys.path.insert(0, {tests!r})
 from test_evaluate import Guess, Solids
-from ttpt.evaluate import evaluate, ResultsLocked
+from ttpt.results import ResultsLocked
+from ttpt.evaluate import evaluate
 try: evaluate(Guess(sleep=0.1), Solids(30), None, out={out!r}, progress=False)
 except ResultsLocked as e:
     print("LOCKED", e)

@@ -95,7 +95,7 @@ def test_mta_runs_from_the_command_line(tmp_path):
     "`ttpt eval --method mta` evaluates from a clean start and writes its results file."
     import subprocess, sys
     from pathlib import Path
-    from ttpt.evaluate import read_results, results_path
+    from ttpt.results import read_results, results_path
     ttpt = Path(sys.executable).parent / "ttpt"
     done = subprocess.run([str(ttpt), "eval", "--method", "mta", "--dataset", "hard", "--images", "3", "--views", "16",
                            "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)

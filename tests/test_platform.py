@@ -9,7 +9,8 @@ import torch
 
 from ttpt.benchmark import few_shot_source, get_dataset
 from ttpt.coop import CoOp, train_coop
-from ttpt.evaluate import evaluate, method_config, run_fingerprint
+from ttpt.identity import method_config, run_fingerprint
+from ttpt.evaluate import evaluate
 from ttpt.features import ViewCache
 from ttpt.models import load_clip
 from ttpt.peers import CTPT, Zero

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from ttpt.benchmark import get_dataset
-from ttpt.evaluate import evaluate, read_results, results_path
+from ttpt.results import read_results, results_path
+from ttpt.evaluate import evaluate
 from ttpt.models import MINICLIP, load_clip
 from ttpt.peers import CTPT, Zero
 from ttpt.tpt import TPT

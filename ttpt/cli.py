@@ -17,7 +17,8 @@ import torch.distributed as dist
 
 from .benchmark import BENCHMARKS, DEFAULT_N, SUITES
 from .datasets import LAYOUTS, check_data, class_mapping
-from .evaluate import evaluate, merge_shards, summarise
+from .evaluate import evaluate, merge_shards
+from .reports import summarise
 from .experiments import METHODS, STANDARD, Setup, compare, make_method, print_comparison, resolve_dataset, zeroshot_table
 from .models import MINICLIP, load_clip
 from .selection import TooFewViews

@@ -25,7 +25,9 @@ from .benchmark import BENCHMARKS, SUITES, few_shot_source, get_dataset
 from .checks import check_int
 from .coop import CoOp, train_coop
 from .datasets import LAYOUTS, dataset_dir, load_dataset
-from .evaluate import code_digest, comparison_table, dataset_identity, difference_table, evaluate, format_differences, method_config, model_identity, summarise
+from .identity import code_digest, dataset_identity, method_config, model_identity
+from .evaluate import evaluate
+from .reports import comparison_table, difference_table, format_differences, summarise
 from .features import ViewCache
 from .models import LoadedCLIP
 from .metatpt import MetaTPT, meta_train

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from filelock import FileLock
 
-from .evaluate import dataset_identity, model_identity, write_atomically
+from .identity import dataset_identity, model_identity, write_atomically
 from .views import ViewMaker
 from .zeroshot import image_features
 

@@ -21,7 +21,7 @@ from .zeroshot import SINGLE_TEMPLATE, ENSEMBLE_TEMPLATES, class_text_features, 
 from .benchmark import SHAPE_CLASSES, SUITES, few_shot_source, get_dataset
 from .coop import CoOp, train_coop
 from .stats import paired_difference
-from .evaluate import expected_calibration_error
+from .reports import expected_calibration_error
 from open_clip import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from torch.utils.data import DataLoader, Dataset
 
