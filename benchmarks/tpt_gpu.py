@@ -15,7 +15,7 @@ import time
 import torch
 
 from ttpt.evaluate import evaluate, PeakMemory
-from ttpt.experiments import RandomImages
+from ttpt.reports import RandomImages
 from ttpt.models import load_clip
 from ttpt.tpt import TPT
 

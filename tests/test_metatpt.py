@@ -4,7 +4,7 @@ import torch
 
 from ttpt.augment import affine_views, random_affine
 from ttpt.benchmark import few_shot_source, get_dataset
-from ttpt.experiments import source_artifact
+from ttpt.setup import source_artifact
 from ttpt.metatpt import MetaTPT, meta_train
 from ttpt.models import MINICLIP, load_clip
 

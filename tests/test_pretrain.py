@@ -27,7 +27,8 @@ def test_bad_domain_mix_is_refused():
 
 def test_model_card_shows_targets_leverage_and_the_old_model_beside_the_new(tmp_path):
     import pandas as pd
-    from ttpt.pretrain import model_card, save_pretrained
+    from ttpt.miniclip import model_card
+    from ttpt.pretrain import save_pretrained
     model, log = pretrain(seed=0, steps=2, batch_size=4, warmup=1, workers=0, log_every=0)
     weights = save_pretrained(model, log, tmp_path / "tiny.safetensors")
     rows = [("source", "photo", 95.0, 93.0, 2.0), ("domain", "sketch", 90.0, 80.0, 9.0), ("base2new", "new", 70.0, 65.0, 5.0)]

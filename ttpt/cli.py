@@ -7,21 +7,24 @@ __all__ = ['parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #b056a605
 import argparse
+import dataclasses
 import os
 import sys
 import warnings
 
-import pandas as pd
 import torch
 import torch.distributed as dist
+from fastcore.docments import docments
 
 from .benchmark import BENCHMARKS, DEFAULT_N, SUITES
-from .datasets import LAYOUTS, check_data, class_mapping
-from .evaluate import evaluate, merge_shards
-from .reports import summarise
-from .experiments import METHODS, STANDARD, Setup, compare, make_method, print_comparison, resolve_dataset, zeroshot_table
+from .datasets import LAYOUTS, check_data, class_mapping, resolve_dataset
+from .evaluate import evaluate, merge_shards, runs_episodes
+from .experiments import METHODS, STANDARD, compare, make_method
+from .miniclip import zeroshot_table
 from .models import MINICLIP, load_clip
+from .reports import print_comparison, summarise
 from .selection import TooFewViews
+from .setup import Setup
 
 # %% ../nbs/90_cli.ipynb #f68c59f2
 def _add_model_args(parser):
@@ -31,18 +34,18 @@ def _add_model_args(parser):
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="where the model runs")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
 
+_OPTION_NAMES = {"n_views": "--views"} # `Setup` fields whose option is not --field-name
+_NOT_OPTIONS = ("clip", "progress") # `Setup` fields the command line does not set
+
+def _setup_options():
+    "(field, option name) of every `Setup` field the command line sets, in the field order."
+    return [(f, _OPTION_NAMES.get(f.name, "--" + f.name.replace("_", "-"))) for f in dataclasses.fields(Setup) if f.name not in _NOT_OPTIONS]
+
 def _add_method_args(parser):
-    parser.add_argument("--views", type=int, default=64, help="views per image of the test-time methods")
-    parser.add_argument("--steps", type=int, default=1, help="TPT steps per image")
-    parser.add_argument("--seed", type=int, default=0, help="seed of views, benchmark sets and source training")
-    parser.add_argument("--source-dir", default="results/source", help="cache of source-trained contexts (CoOp, ...), shared by eval and compare")
-    parser.add_argument("--source", default="photo", help="labelled source set of the source stages (base: base-to-new)")
-    parser.add_argument("--shots", type=int, default=16, help="labelled source images per class")
-    parser.add_argument("--coop-epochs", type=int, default=50, help="CoOp training epochs")
-    parser.add_argument("--self-tpt-epochs", type=int, default=50, help="Self-TPT source-stage epochs")
-    parser.add_argument("--sapt-rho", type=float, default=Setup.sapt_rho, help="SAPT's sharpness-aware radius ρ (TLLA)")
-    parser.add_argument("--meta-shots", type=int, default=Setup.meta_shots, help="source images per class of MetaTPT's meta-training")
-    parser.add_argument("--meta-epochs", type=int, default=Setup.meta_epochs, help="MetaTPT's meta-training epochs")
+    helps = docments(Setup) # the comment beside each field
+    for field, option in _setup_options():
+        parser.add_argument(option, dest=field.name, type=type(field.default), default=field.default,
+                            metavar=option[2:].upper().replace("-", "_"), help=helps[field.name])
     parser.add_argument("--workers", type=int, default=0, help="worker processes reading images and making views ahead")
     parser.add_argument("--episodes", type=int, default=8, help="images per pass for methods that run several episodes at once (TPT and kin)")
 
@@ -104,9 +107,7 @@ def _load(args):
     return load_clip(args.model, pretrained=pretrained, checkpoint=args.checkpoint, device=args.device)
 
 def _setup(args, clip):
-    return Setup(clip, source_dir=args.source_dir, n_views=args.views, steps=args.steps, seed=args.seed, source=args.source,
-                 shots=args.shots, coop_epochs=args.coop_epochs, self_tpt_epochs=args.self_tpt_epochs, sapt_rho=args.sapt_rho,
-                 meta_shots=args.meta_shots, meta_epochs=args.meta_epochs)
+    return Setup(clip, **{field.name: getattr(args, field.name) for field, _ in _setup_options()})
 
 def _distributed():
     "(rank, world size) under torchrun (its process group started), or None in a single process."
@@ -120,7 +121,7 @@ def _eval(args, clip, shard):
     dataset = resolve_dataset(args.dataset, args.n, args.seed, data=args.data, classnames=args.classnames, merge_duplicates=args.merge_duplicate_classes)
     if hasattr(dataset, "folders") and (shard is None or shard[0] == 0): print(class_mapping(dataset), file=sys.stderr)
     method = make_method(args.method, _setup(args, clip))
-    episodes = args.episodes if callable(getattr(method, "predict_episodes", None)) else 1
+    episodes = args.episodes if runs_episodes(method) else 1
     results = evaluate(method, dataset, clip, out=args.out, seed=args.seed, workers=args.workers, episodes=episodes, shard=shard,
                        skip_bad_images=args.skip_bad_images, progress=shard is None or shard[0] == 0)
     if shard is not None:

@@ -6,7 +6,7 @@
 __all__ = ['IMAGE_EXTENSIONS', 'IMAGENET_SYNSETS', 'READERS', 'LAYOUTS', 'UnreadableImage', 'read_image', 'file_digests',
            'ImageListDataset', 'Layout', 'write_fixture', 'read_classnames', 'read_folder', 'read_wordnet', 'read_v2',
            'read_coop_split', 'read_aircraft', 'base_new', 'subset', 'load_dataset', 'dataset_dir', 'class_mapping',
-           'DataReport', 'check_data']
+           'DataReport', 'check_data', 'resolve_dataset']
 
 # %% ../nbs/13_datasets.ipynb #0b138df7
 import hashlib
@@ -29,6 +29,7 @@ from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
 from PIL import Image
 from tqdm.auto import tqdm
 
+from .benchmark import BENCHMARKS, get_dataset
 from .checks import check_classnames, check_int
 
 # %% ../nbs/13_datasets.ipynb #26616d1d
@@ -604,3 +605,28 @@ def check_data(root:str|Path, # the dataset's folder
     if unreadable: raise ValueError(f"{len(unreadable)} of {len(paths)} images cannot be read: " + "; ".join(f"{e.path} ({e.reason})" for e in unreadable[:5]))
     counts = np.bincount(ds.labels, minlength=len(ds.classes)).tolist()
     return DataReport(ds, counts, _notes(layout, ds, counts))
+
+# %% ../nbs/13_datasets.ipynb #da7b73a3
+def resolve_dataset(spec:str, # a benchmark name, a layout name of `ttpt.datasets.LAYOUTS`, or an ImageFolder path
+                    n:int|None=None, # test images (None: the benchmark's default, or every image of a real dataset)
+                    seed:int=0, # benchmark seed, and the seed of a real dataset's subset
+                    data:str|Path|None=None, # the folder of a real dataset given by its layout name
+                    data_root:str|Path|None=None, # a folder holding one folder per real dataset (used when `data` is None)
+                    classnames=None, # class names for a real dataset or a folder (needed when its folders are numbers), see `read_classnames`
+                    merge_duplicates:bool=False, # make classes given the same name one class (else names given twice are refused)
+                   ):
+    "The dataset named by `spec`; an option that does not apply to it, or a name that is also an existing path, is refused."
+    options = [o for o, v in (("--data", data), ("--classnames", classnames), ("--merge-duplicate-classes", merge_duplicates or None)) if v is not None]
+    if spec in BENCHMARKS:
+        if Path(spec).exists(): raise ValueError(f"{spec!r} is both a miniature-benchmark set and the path {Path(spec).resolve()}: write ./{spec} for the folder, or run elsewhere for the benchmark set")
+        if options: raise ValueError(f"{spec} is a miniature-benchmark set, with its own images and class names: {' and '.join(options)} do not apply to it")
+        return get_dataset(spec, n=n, seed=seed)
+    if spec in LAYOUTS and spec != "folder":
+        if data is None and data_root is None:
+            hint = f"; or write ./{spec} to read the folder {spec} as a plain folder" if Path(spec).is_dir() else ""
+            raise ValueError(f"{spec} is a real dataset: give its folder (--data PATH, or --data-root holding it){hint}")
+        return load_dataset(spec, data if data is not None else dataset_dir(data_root, spec), classnames=classnames, n=n, seed=seed, merge_duplicates=merge_duplicates)
+    if Path(spec).is_dir():
+        if data is not None: raise ValueError(f"--data is the folder of a dataset named by its layout (--dataset imagenet-a --data PATH); {spec} is a folder already: drop --data")
+        return load_dataset("folder", spec, classnames=classnames, n=n, seed=seed, merge_duplicates=merge_duplicates)
+    raise ValueError(f"unknown dataset {spec!r}: not a benchmark set ({', '.join(BENCHMARKS)}), a real dataset ({', '.join(l for l in LAYOUTS if l != 'folder')}) nor a folder")

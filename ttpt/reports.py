@@ -4,7 +4,8 @@
 
 # %% auto #0
 __all__ = ['reliability_table', 'expected_calibration_error', 'summarise', 'difference_table', 'format_differences',
-           'comparison_table', 'plot_comparison', 'plot_differences', 'plot_reliability']
+           'comparison_table', 'plot_comparison', 'plot_differences', 'plot_reliability', 'print_comparison',
+           'RandomImages', 'cost_table']
 
 # %% ../nbs/19_reports.ipynb #137d21fd
 import math
@@ -13,8 +14,12 @@ import numbers
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import PIL.Image
 import seaborn as sns
+from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
 
+from .evaluate import evaluate, runs_episodes
+from .models import LoadedCLIP
 from .stats import paired_difference
 
 # %% ../nbs/19_reports.ipynb #1aff3e07
@@ -171,3 +176,39 @@ def plot_reliability(results:pd.DataFrame, # per-image rows of one method × dat
     ax.set_title(f"{results['method'].iloc[0]} · {results['dataset'].iloc[0]}: ECE {ece:.1f}%", fontsize=9)
     ax.legend(fontsize=7, loc="upper left")
     return ax
+
+# %% ../nbs/19_reports.ipynb #79e96275
+def print_comparison(results:pd.DataFrame, # per-image results of several methods and datasets
+                     baseline:str="zeroshot", # the method the differences are taken to
+                     file=None, # where to print (default: stdout)
+                    ):
+    "Print accuracy, ECE, images/s and the paired differences to `baseline` with 95% CIs and p-values."
+    summary = summarise(results, baseline=baseline)
+    print("\nTop-1 accuracy (%)\n" + comparison_table(summary).round(1).to_string(), file=file)
+    print("\nExpected calibration error (%, 15 bins)\n" + comparison_table(summary, "ece").round(1).to_string(), file=file)
+    print("\nImages per second (each run, data loading included)\n" + comparison_table(summary, "images_per_s", mean=False).round(1).to_string(), file=file)
+    if baseline in set(results["method"]) and results["method"].nunique() > 1:
+        print(f"\nDifference to {baseline} on the same images (points; 95% paired bootstrap CI; exact McNemar p; * : CI excludes 0)\n"
+              + format_differences(difference_table(results, baseline)).to_string(index=False), file=file)
+
+# %% ../nbs/19_reports.ipynb #422243e8
+class RandomImages:
+    "n random 256 px images labelled with the first K OpenAI ImageNet class names; for measuring cost only."
+    def __init__(self, n:int, # images
+                 classes:int, # K
+                ):
+        self.n, self.classes, self.name = n, list(IMAGENET_CLASSNAMES[:classes]), f"random-{classes}"
+    def __len__(self): return self.n
+    def __getitem__(self, i):
+        return PIL.Image.fromarray(np.random.default_rng(i).integers(0, 255, (256, 256, 3), dtype=np.uint8)), i % len(self.classes)
+
+def cost_table(clip:LoadedCLIP, # the model
+               dataset, # the images (all methods see the same ones)
+               methods:list, # the methods; ratios are to the first
+               episodes:int=1, # images per pass for methods that run several episodes at once
+              ) -> pd.DataFrame:
+    "images/s, peak memory (MiB) and prepare seconds of each method on the same images, with ratios to the first."
+    runs = [evaluate(m, dataset, clip, progress=False, episodes=episodes if runs_episodes(m) else 1) for m in methods]
+    table = summarise(pd.concat(runs), baseline=None).set_index("method")[["images_per_s", "peak_memory_mb", "prepare_s"]]
+    return table.assign(**{"speed ratio": table["images_per_s"] / table["images_per_s"].iloc[0],
+                           "memory ratio": table["peak_memory_mb"] / table["peak_memory_mb"].iloc[0]})
