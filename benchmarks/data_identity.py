@@ -22,7 +22,7 @@ from PIL import Image
 
 def write_images(root, n, kb, seed=0):
     "n JPEG files in ImageNet's layout, each one of 64 smooth random pictures of about `kb` KB plus its own trailing bytes."
-    from ttpt.datasets import IMAGENET_SYNSETS
+    from ttpt.layouts import IMAGENET_SYNSETS
     rng = np.random.default_rng(seed)
     bases = []
     for _ in range(64):

@@ -120,7 +120,7 @@ def test_integer_class_folders_need_names(tmp_path):
 
 
 def test_check_data_refuses_a_wrongly_numbered_v2_tree(tmp_path):
-    from ttpt.datasets import write_fixture
+    from ttpt.layouts import write_fixture
     tree = write_fixture("imagenet-v2", tmp_path / "imagenetv2")
     assert run_ttpt("check-data", str(tree), "--dataset", "imagenet-v2").returncode == 0
     for folder in sorted(tree.rglob("*")):

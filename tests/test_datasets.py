@@ -10,9 +10,10 @@ import pytest
 from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
 from PIL import Image
 
-import ttpt.datasets
-from ttpt.datasets import (IMAGENET_SYNSETS, LAYOUTS, UnreadableImage, base_new, check_data, class_mapping, dataset_dir, load_dataset,
-                           read_classnames, subset, write_fixture)
+import ttpt.images
+from ttpt.datasets import check_data, class_mapping, dataset_dir, load_dataset
+from ttpt.images import UnreadableImage
+from ttpt.layouts import base_new, IMAGENET_SYNSETS, LAYOUTS, read_classnames, subset, write_fixture
 
 pytestmark = pytest.mark.filterwarnings("ignore:repeated class names") # OpenAI's names repeat "missile" and "sunglasses"
 
@@ -303,7 +304,7 @@ def test_identity_is_the_content_of_the_files(tree, tmp_path, monkeypatch):
     for f in root.rglob("*.*"): os.utime(f, ns=(settled, settled)) # files changed seconds ago are cached; a file just written is hashed again
     repainted = load_dataset("folder", root)
     assert repainted.identity["files_sha256"] != first["files_sha256"], (repainted.identity, first)
-    monkeypatch.setattr(ttpt.datasets, "_hash_file", lambda path: pytest.fail(f"{path} was hashed again"))
+    monkeypatch.setattr(ttpt.images, "_hash_file", lambda path: pytest.fail(f"{path} was hashed again"))
     assert load_dataset("folder", root).identity == repainted.identity # warm: every digest from the cache
     assert subset(repainted, 2).digests == [repainted.digests[repainted.files.index(f)] for f in subset(repainted, 2).files]
 

@@ -46,7 +46,9 @@ def test_every_module_comes_from_a_notebook():
 @pytest.mark.parametrize("qualname,obj", SYMBOLS, ids=[q for q, _ in SYMBOLS])
 def test_exported_symbol_is_documented(qualname, obj):
     assert inspect.getdoc(obj), f"{qualname} has no docstring"
-    assert show_doc(obj) is not None
+    rendered = show_doc(obj)._repr_markdown_()
+    assert f"### {obj.__name__}" in rendered, f"{qualname}: its rendered doc has no heading with its name:\n{rendered[:300]}"
+    assert inspect.getdoc(obj).splitlines()[0] in rendered, f"{qualname}: its rendered doc lacks its docstring:\n{rendered}"
     target = obj if dataclasses.is_dataclass(obj) or not inspect.isclass(obj) else obj.__init__
     if target is object.__init__: return
     params = [p for p, v in inspect.signature(target).parameters.items()

@@ -16,7 +16,8 @@ import pytest
 import torch
 from PIL import Image
 
-from ttpt.datasets import UnreadableImage, load_dataset
+from ttpt.datasets import load_dataset
+from ttpt.images import UnreadableImage
 from ttpt.results import MEASURED_COLUMNS, read_results, results_path
 from ttpt.evaluate import evaluate
 from ttpt.reports import comparison_table, expected_calibration_error, reliability_table, summarise

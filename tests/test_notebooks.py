@@ -7,11 +7,14 @@ from nbdev.test import test_nb as run_notebook  # renamed: pytest would collect 
 
 CONFIG = get_config()
 SKIP_FLAGS = CONFIG.tst_flags.split() if isinstance(CONFIG.tst_flags, str) else list(CONFIG.tst_flags)
-NOTEBOOKS = sorted(p for p in Path(CONFIG.nbs_path).glob("*.ipynb") if not p.name.startswith("_"))
+NOTEBOOKS = sorted(Path(CONFIG.nbs_path).glob("*.ipynb"))
 
 
-def test_notebooks_found():
-    assert len(NOTEBOOKS) >= 3, NOTEBOOKS
+def test_every_notebook_is_run():
+    "Every notebook in nbs/ is exactly one `test_notebook_runs` case (`test_reading_order` checks that every module has its notebook)."
+    on_disk = sorted(p.name for p in Path(CONFIG.nbs_path).glob("*.ipynb"))
+    cases = [p.name for p in next(m for m in test_notebook_runs.pytestmark if m.name == "parametrize").args[1]]
+    assert cases == on_disk, f"notebooks not run: {sorted(set(on_disk) - set(cases))}; run but not in nbs/: {sorted(set(cases) - set(on_disk))}"
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)

@@ -17,7 +17,8 @@ import torch.distributed as dist
 from fastcore.docments import docments
 
 from .benchmark import BENCHMARKS, DEFAULT_N, SUITES
-from .datasets import LAYOUTS, check_data, class_mapping, resolve_dataset
+from .datasets import check_data, class_mapping, resolve_dataset
+from .layouts import LAYOUTS
 from .evaluate import evaluate, merge_shards, runs_episodes
 from .experiments import METHODS, STANDARD, compare, make_method
 from .miniclip import zeroshot_table

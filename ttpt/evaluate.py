@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from .checks import check_classnames, check_int
-from .datasets import UnreadableImage
+from .images import UnreadableImage
 from .identity import _device_of, run_fingerprint, write_atomically
 from .results import (RESULT_COLUMNS, _HEADER, _format_row, _largest_run, _logged_runs, _open_results, _parse_row, _read_json,
                           _record_run, _scan_results, _write_json_atomically, lock_results, results_path)

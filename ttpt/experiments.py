@@ -13,7 +13,8 @@ from typing import Callable
 import pandas as pd
 
 from .coop import CoOp
-from .datasets import LAYOUTS, resolve_dataset
+from .datasets import resolve_dataset
+from .layouts import LAYOUTS
 from .evaluate import evaluate, runs_episodes
 from .features import ViewCache
 from .metatpt import MetaTPT

@@ -1,0 +1,81 @@
+"No notebook imports from a notebook that comes later in the reading order (the notebooks' sorted file names)."
+import ast
+import json
+import re
+from pathlib import Path
+
+from fastcore.nbio import read_nb
+from nbdev.config import get_config
+
+NBS = Path(get_config().nbs_path)
+NOTEBOOKS = sorted(NBS.glob("[!_]*.ipynb"))
+
+# notebook -> the later notebooks' modules it still imports, and why. A pair that no longer occurs must be removed here.
+KNOWN = {
+    # Their results sections compare methods by registry name (`compare`, `Setup`'s cached source stages), and the
+    # registry needs every method, MetaTPT's (61) included. Moving those sections after `80_experiments` is for the
+    # owners of the method notebooks.
+    "41_self_tpt.ipynb": {"setup", "experiments"},
+    "42_gradient_similarity.ipynb": {"setup"},
+    "51_stss.ipynb": {"setup", "experiments"},
+    "52_landscape.ipynb": {"setup"},
+    "61_metatpt.ipynb": {"setup", "experiments"},
+}
+
+
+def _code(cell):
+    return "\n".join(l for l in cell.source.splitlines() if not l.lstrip().startswith(("%", "!")))
+
+
+def ttpt_imports(notebook):
+    "The ttpt modules a notebook imports, anywhere in its code cells (exported functions included)."
+    found = set()
+    for cell in read_nb(notebook).cells:
+        if cell.cell_type != "code": continue
+        for node in ast.walk(ast.parse(_code(cell))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("ttpt."): found.add(node.module.split(".")[1])
+            if isinstance(node, ast.Import): found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("ttpt.")}
+    return found
+
+
+def exporters():
+    "module -> the notebook that exports it."
+    out = {}
+    for notebook in NOTEBOOKS:
+        for cell in read_nb(notebook).cells:
+            m = re.search(r"^#\|\s*default_exp\s+(\S+)", cell.source, re.M) if cell.cell_type == "code" else None
+            if m: out[m.group(1)] = notebook.name
+    return out
+
+
+def later_imports():
+    "notebook -> the modules it imports that a later notebook exports."
+    exported_by, order = exporters(), [p.name for p in NOTEBOOKS]
+    found = {}
+    for notebook in NOTEBOOKS:
+        later = {m for m in ttpt_imports(notebook) if m in exported_by and order.index(exported_by[m]) > order.index(notebook.name)}
+        if later: found[notebook.name] = later
+    return found
+
+
+def test_no_notebook_imports_a_later_one():
+    exported_by = exporters()
+    found = later_imports()
+    new = {nb: sorted(f"ttpt.{m} ({exported_by[m]})" for m in mods - KNOWN.get(nb, set())) for nb, mods in found.items() if mods - KNOWN.get(nb, set())}
+    assert not new, f"notebooks importing modules that later notebooks export: {new}"
+    gone = {nb: sorted(mods - found.get(nb, set())) for nb, mods in KNOWN.items() if mods - found.get(nb, set())}
+    assert not gone, f"known exceptions that no longer occur; remove them from KNOWN: {gone}"
+
+
+def test_the_check_sees_an_import_inside_a_function(tmp_path):
+    "An import inside an exported function counts (a lazy import cannot hide a layer running upwards); magics are skipped."
+    cell = {"cell_type": "code", "execution_count": None, "id": "a", "metadata": {}, "outputs": [],
+            "source": ["#| export\n", "def f():\n", "    from ttpt.cli import main\n", "%time import ttpt.models\n"]}
+    notebook = tmp_path / "x.ipynb"
+    notebook.write_text(json.dumps({"cells": [cell], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    assert ttpt_imports(notebook) == {"cli"}, ttpt_imports(notebook)
+
+
+def test_every_module_has_one_notebook():
+    modules = sorted(p.stem for p in (NBS.parent / "ttpt").glob("[!_]*.py"))
+    assert sorted(exporters()) == modules, (sorted(exporters()), modules)
