@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 
 from .benchmark import few_shot_source
 from .coop import train_coop
-from .identity import code_digest, dataset_identity, describe, model_identity
+from .identity import code_digest, dataset_identity, describe, model_identity, write_atomically
 from .metatpt import MetaTPT, meta_train
 from .models import LoadedCLIP
 from .sapt import train_sapt
@@ -37,9 +37,7 @@ def source_artifact(clip:LoadedCLIP, # the model the artifact is trained for
     if path.is_file(): return load_file(path)
     tensors = {k: v.detach().cpu().contiguous() for k, v in train().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    save_file(tensors, str(tmp), metadata={"ttpt_key": json.dumps(key, sort_keys=True, default=str)})
-    tmp.replace(path)
+    write_atomically(path, lambda tmp: save_file(tensors, str(tmp), metadata={"ttpt_key": json.dumps(key, sort_keys=True, default=str)}))
     return tensors
 
 # %% ../nbs/70_setup.ipynb #140915a4
