@@ -37,7 +37,7 @@ def test_gradient_matching_passes_gradcheck(tmp_path):
     torch.manual_seed(0)
     tiny = load_clip("ttpt-tiny-test", pretrained=None)
     tiny.model.double()
-    views = TextViews(tiny, ["red star", "blue ring"], init="a photo")
+    views = TextViews(tiny, ["red star", "blue ring"], context="a photo")
     earlier, target = torch.randn(2, *views.ctx.shape, dtype=torch.float64)
 
     def matching(context):

@@ -30,9 +30,10 @@ from .features import ViewCache
 from .models import LoadedCLIP
 from .metatpt import MetaTPT, meta_train
 from .mta import MTA
-from .peers import CTPT, Zero
+from .ctpt import CTPT
 from .sapt import train_sapt
 from .stss import STSS
+from .zero import Zero
 from .self_tpt import SelfTPT, SelfTPTViews, train_source_stage
 from .tpt import TPT
 from .zeroshot import ENSEMBLE_TEMPLATES, ZeroShot
@@ -121,7 +122,7 @@ METHODS = { # table name -> MethodEntry
     "ensemble": MethodEntry(lambda s: ZeroShot(ENSEMBLE_TEMPLATES, name="ensemble"), "zero-shot CLIP with the 80-template ensemble"),
     "coop": MethodEntry(lambda s: CoOp(s.coop_context()), "CoOp: a context learned on 16 shots of the source classes"),
     "tpt": MethodEntry(lambda s: TPT(n_views=s.n_views, steps=s.steps, seed=s.seed), "TPT: per-image entropy minimisation on confident views"),
-    "tpt+coop": MethodEntry(lambda s: TPT(n_views=s.n_views, steps=s.steps, seed=s.seed, init=s.coop_context(), name="tpt+coop"), "TPT started from CoOp's context"),
+    "tpt+coop": MethodEntry(lambda s: TPT(n_views=s.n_views, steps=s.steps, seed=s.seed, context=s.coop_context(), name="tpt+coop"), "TPT started from CoOp's context"),
     "c-tpt": MethodEntry(lambda s: CTPT(n_views=s.n_views, steps=s.steps, seed=s.seed), "C-TPT: TPT with a text-dispersion calibration term"),
     "zero": MethodEntry(lambda s: Zero(n_views=s.n_views, seed=s.seed), "Zero: vote of the confident views, no backprop"),
     "self-tpt": MethodEntry(lambda s: SelfTPT(**s.self_tpt_stage1()), "Self-TPT: prompt adapted once per class set by contrastive prompt tuning"),

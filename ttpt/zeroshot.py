@@ -16,10 +16,10 @@ from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
 
 from .models import LoadedCLIP
 from .checks import check_classnames, check_prompt_length
-from .prompts import encode_token_ids
+from .prompts import CONTEXT_PHRASE, encode_token_ids
 
 # %% ../nbs/02_zeroshot.ipynb #46c8e2ee
-SINGLE_TEMPLATE = ("a photo of a {}.",) # the single hand-written prompt of the TPT paper's zero-shot baseline
+SINGLE_TEMPLATE = (f"{CONTEXT_PHRASE} {{}}.",) # "a photo of a {}.": the single hand-written prompt of the TPT paper's zero-shot baseline
 ENSEMBLE_TEMPLATES = tuple(OPENAI_IMAGENET_TEMPLATES) # CLIP's 80 ImageNet templates
 
 def _fill(template, classname):
