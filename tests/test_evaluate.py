@@ -20,7 +20,7 @@ from ttpt.datasets import UnreadableImage, load_dataset
 from ttpt.evaluate import (MEASURED_COLUMNS, comparison_table, evaluate, expected_calibration_error, read_results,
                            reliability_table, results_path, summarise)
 from ttpt.features import DiskStore
-from ttpt.zeroshot import ZeroShot
+from ttpt.classifiers import ZeroShot
 
 CLASSES = ["red", "green", "blue", "grey"]
 

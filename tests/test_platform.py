@@ -15,7 +15,8 @@ from ttpt.models import load_clip
 from ttpt.ctpt import CTPT
 from ttpt.zero import Zero
 from ttpt.tpt import TPT
-from ttpt.zeroshot import ENSEMBLE_TEMPLATES, ZeroShot
+from ttpt.classifiers import ZeroShot
+from ttpt.zeroshot import ENSEMBLE_TEMPLATES
 
 COLUMNS = ["index", "label", "prediction", "confidence"]
 
@@ -53,7 +54,7 @@ def test_every_setting_is_in_the_fingerprint():
     a, b = Zero(templates=("a photo of a {}.", "a drawing of a {}.")), Zero(templates=("a photo of a {}.", "a sketch of a {}."))
     assert method_config(a) != method_config(b)
     assert method_config(TPT(context=torch.zeros(4, 8))) != method_config(TPT(context=torch.ones(4, 8)))
-    assert set(method_config(CTPT())) >= {"n_views", "keep", "augmix", "seed", "steps", "lr", "init", "update", "dispersion_weight"}
+    assert set(method_config(CTPT())) >= {"n_views", "keep", "augmix", "seed", "steps", "lr", "context", "update", "dispersion_weight"}
 
 
 def test_zero_templates_get_their_own_results_file(clip, tmp_path):

@@ -1,5 +1,5 @@
-"TPT beyond what 25_tpt checks: other seeds give other views, one shared tuning loop for TPT (per image and in batched
-episodes), C-TPT and MetaTPT, resumable evaluation, and clear errors (random-init miniature CLIP: no weights needed)."
+"""TPT beyond what 25_tpt checks: other seeds give other views, one shared tuning loop for TPT (per image and in batched
+episodes), C-TPT and MetaTPT, resumable evaluation, and clear errors (random-init miniature CLIP: no weights needed)."""
 import pandas as pd
 import pytest
 import torch

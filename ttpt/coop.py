@@ -11,11 +11,11 @@ from typing import Callable
 
 import torch
 
+from .classifiers import TextClassifier
 from .models import LoadedCLIP
 from .prompts import CONTEXT_PHRASE, PromptLearner
 from .source import classification_loss, train_prompts
 from .steps import plain_step
-from .zeroshot import TextClassifier
 
 # %% ../nbs/28_coop.ipynb #2dba7524
 def train_coop(clip:LoadedCLIP, # the frozen CLIP

@@ -36,7 +36,8 @@ from .stss import STSS
 from .zero import Zero
 from .self_tpt import SelfTPT, SelfTPTViews, train_source_stage
 from .tpt import TPT
-from .zeroshot import ENSEMBLE_TEMPLATES, ZeroShot
+from .zeroshot import ENSEMBLE_TEMPLATES
+from .classifiers import ZeroShot
 
 # %% ../nbs/80_experiments.ipynb #119ce45b
 def source_artifact(clip:LoadedCLIP, # the model the artifact is trained for

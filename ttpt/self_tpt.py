@@ -19,12 +19,13 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .checks import check_int
+from .classifiers import TextClassifier
 from .cpt import CPTLoss, TextViews, identity_head
 from .episodic import Episodic
 from .models import LoadedCLIP
 from .prompts import CONTEXT_PHRASE
 from .source import SourceBatch, train_prompts
-from .zeroshot import SINGLE_TEMPLATE, TextClassifier, clip_logits
+from .zeroshot import SINGLE_TEMPLATE, clip_logits
 
 # %% ../nbs/41_self_tpt.ipynb #be5cd172
 @dataclass
