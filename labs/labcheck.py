@@ -15,16 +15,17 @@ import torch.nn.functional as F
 from ttpt.augment import affine_matrices
 from ttpt.benchmark import SOURCE_CLASSES
 from ttpt.cpt import supervised_contrastive_loss
+from ttpt.ctpt import CTPT, text_dispersion
 from ttpt.reports import expected_calibration_error
 from ttpt.landscape import filter_normalised_direction
 from ttpt.metatpt import diversity
 from ttpt.models import load_clip
-from ttpt.peers import CTPT, Zero, text_dispersion
 from ttpt.prompts import PromptLearner, encode_token_ids
 from ttpt.selection import average_log_probs, entropy, marginal_entropy, select_confident_views
 from ttpt.self_tpt import GradientMatching, context_gradients
 from ttpt.steps import SharpnessAwareStep, plain_step
 from ttpt.stss import STSS
+from ttpt.zero import Zero
 from ttpt.zeroshot import class_text_features, clip_logits
 
 
@@ -452,7 +453,7 @@ def flat_view_score(fn):
     got = _run("flat_view_score", fn, feats, text, perturbed, scale, weight)
     stss = STSS(n_views=10, keep=0.5)
     stss.clip, stss.text_feats, stss.perturbed_feats, stss.sharpness_weight = SimpleNamespace(logit_scale=scale), text, perturbed, weight
-    want = stss.view_scores(feats)[0]
+    want = stss.score(feats, stss.logits(feats, text))
     flat = entropy(scale * feats @ text.T)
     moved = entropy(scale * torch.einsum("nd,rkd->rnk", feats, perturbed))
     diagnose("flat_view_score", got, want, {

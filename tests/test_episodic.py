@@ -4,11 +4,12 @@ import pytest
 import torch
 
 from ttpt.benchmark import get_dataset
-from ttpt.peers import CTPT, Zero, text_dispersion
+from ttpt.ctpt import CTPT, text_dispersion
 from ttpt.prompts import PromptLearner
 from ttpt.selection import entropy, marginal_entropy, select_confident_views
 from ttpt.tpt import TPT
 from ttpt.views import ViewMaker
+from ttpt.zero import Zero
 from ttpt.zeroshot import class_text_features, clip_logits, image_features
 
 
@@ -51,7 +52,7 @@ def test_same_predictions_as_the_replaced_implementations(clip, hard, name):
         "tpt": (TPT(n_views=16, keep=0.25, steps=2), lambda im, i: reference_tpt(clip, hard.classes, im, i)),
         "c-tpt": (CTPT(n_views=16, keep=0.25, steps=2, dispersion_weight=50.0),
                   lambda im, i: reference_tpt(clip, hard.classes, im, i, lambda l, t: marginal_entropy(l) - 50.0 * text_dispersion(t))),
-        "tpt+coop": (TPT(n_views=16, keep=0.25, steps=2, init=CONTEXT, name="tpt+coop"),
+        "tpt+coop": (TPT(n_views=16, keep=0.25, steps=2, context=CONTEXT, name="tpt+coop"),
                      lambda im, i: reference_tpt(clip, hard.classes, im, i, init=CONTEXT)),
         "zero": (Zero(n_views=16), lambda im, i: reference_zero(clip, hard.classes, im, i)),
     }[name]
@@ -64,8 +65,10 @@ def test_same_predictions_as_the_replaced_implementations(clip, hard, name):
 def test_reset_restores_every_declared_piece(clip, hard):
     tpt = TPT(n_views=16, keep=0.25, steps=3)
     tpt.prepare(clip, hard.classes)
-    tpt.adapt(hard[0][0], 0)
-    assert set(tpt.episode_state()) == {"learner", "optimizer"}
-    assert not torch.equal(tpt.learner.ctx, tpt.learner.ctx_init) and tpt.optimizer.state_dict()["state"]
+    tpt.episode(hard[0][0], 0)
+    assert set(tpt.episode_state()) == {"learner", "optimizer"}, tpt.episode_state()
+    assert not torch.equal(tpt.learner.ctx, tpt.learner.ctx_init), "the steps must move the context"
+    assert tpt.optimizer.state_dict()["state"], "AdamW has moments after a step"
     tpt.reset()
-    assert torch.equal(tpt.learner.ctx, tpt.learner.ctx_init) and tpt.optimizer.state_dict()["state"] == {}
+    torch.testing.assert_close(tpt.learner.ctx.detach(), tpt.learner.ctx_init, atol=0, rtol=0)
+    assert tpt.optimizer.state_dict()["state"] == {}, tpt.optimizer.state_dict()["state"]

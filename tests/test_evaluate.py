@@ -22,7 +22,7 @@ from ttpt.results import MEASURED_COLUMNS, read_results, results_path
 from ttpt.evaluate import evaluate
 from ttpt.reports import comparison_table, expected_calibration_error, reliability_table, summarise
 from ttpt.features import DiskStore
-from ttpt.zeroshot import ZeroShot
+from ttpt.classifiers import ZeroShot
 
 CLASSES = ["red", "green", "blue", "grey"]
 

@@ -1,11 +1,13 @@
-"MetaTPT: gradients reach the augmentations (finite differences), the reset restores every piece, determinism, and the meta-learned start round-trips through safetensors."
+"MetaTPT: its pieces (diversity, AffineAugment, with_gradient), gradients reach the augmentations (finite differences), the reset restores every piece, determinism, and the meta-learned start round-trips through safetensors."
 import pytest
 import torch
 
 from ttpt.augment import affine_views, random_affine
 from ttpt.benchmark import few_shot_source, get_dataset
 from ttpt.setup import source_artifact
-from ttpt.metatpt import MetaTPT, meta_train
+import torch.nn.functional as F
+
+from ttpt.metatpt import AffineAugment, MetaTPT, diversity, encode_images, meta_train, with_gradient
 from ttpt.models import MINICLIP, load_clip
 
 
@@ -27,13 +29,50 @@ def test_augmentation_gradients_match_finite_differences():
     assert torch.autograd.gradcheck(lambda t: (affine_views(image, t) * weights).sum(), (theta,), eps=1e-6, atol=1e-4)
 
 
+def test_diversity_is_the_mean_pairwise_cosine():
+    feats = F.normalize(torch.randn(5, 8, generator=torch.Generator().manual_seed(0)), dim=-1)
+    pairs = [float(feats[i] @ feats[j]) for i in range(5) for j in range(5) if i != j]
+    torch.testing.assert_close(diversity(feats).item(), sum(pairs) / len(pairs), atol=1e-6, rtol=0)
+    torch.testing.assert_close(diversity(feats[:1].expand(3, 8)).item(), 1.0, atol=1e-6, rtol=0)
+
+
+def test_affine_augment_warps_with_its_parameters_and_passes_their_gradient():
+    image = torch.rand(3, 10, 10, generator=torch.Generator().manual_seed(0))
+    start = random_affine(4, seed=2)
+    augment = AffineAugment(start)
+    start += 1.0 # the module holds its own copy
+    views = augment(image)
+    torch.testing.assert_close(views, affine_views(image, augment.theta.detach()), atol=0, rtol=0)
+    assert views.shape == (4, 3, 10, 10), views.shape
+    views.mean().backward()
+    assert augment.theta.grad is not None and augment.theta.grad.abs().sum() > 0, augment.theta.grad
+
+
+def test_with_gradient_carries_a_value_and_a_gradient():
+    theta = torch.nn.Parameter(torch.randn(3, 5))
+    g = torch.randn(3, 5)
+    carrier = with_gradient(1.25, theta, g)
+    carrier.backward()
+    torch.testing.assert_close(carrier.item(), 1.25, atol=1e-6, rtol=0)
+    torch.testing.assert_close(theta.grad, g, atol=0, rtol=0)
+
+
+def test_encode_images_keeps_the_graph_to_the_images_only(clip):
+    images = torch.rand(2, 3, 64, 64, requires_grad=True)
+    feats = encode_images(clip, images)
+    torch.testing.assert_close(feats.norm(dim=-1), torch.ones(2), atol=1e-5, rtol=0)
+    feats.sum().backward()
+    assert images.grad is not None, "the graph reaches the images"
+    assert [n for n, p in clip.model.named_parameters() if p.grad is not None] == []
+
+
 def test_reset_restores_every_learnable_piece(clip, hard):
     method = MetaTPT(n_views=9, keep=0.3, inner_steps=2)
     method.prepare(clip, hard.classes)
     snapshot = {k: {n: t.clone() for n, t in v.state_dict().items() if isinstance(t, torch.Tensor)} for k, v in method.episode_state().items()
                 if isinstance(v, torch.nn.Module)}
-    method.adapt(hard[0][0], 0)
-    assert not torch.equal(method.augment.theta, snapshot["augment"]["theta"])
+    method.episode(hard[0][0], 0)
+    assert not torch.equal(method.augment.theta, snapshot["augment"]["theta"]), "the inner loop must move θ"
     assert method.optimizer.state_dict()["state"] and method.augment_optimizer.state_dict()["state"]
     method.reset()
     assert torch.equal(method.augment.theta, snapshot["augment"]["theta"])
@@ -48,8 +87,8 @@ def test_deterministic_under_a_seed(clip, hard, loop):
         method = MetaTPT(n_views=9, keep=0.3, inner_steps=2, loop=loop, seed=seed)
         method.prepare(clip, hard.classes)
         runs.append(torch.stack([method.predict(hard[i][0], i) for i in range(len(hard))]))
-    assert torch.equal(runs[0], runs[1])
-    assert not torch.equal(runs[0], runs[2])
+    torch.testing.assert_close(runs[0], runs[1], atol=0, rtol=0)
+    assert not torch.equal(runs[0], runs[2]), runs
 
 
 def test_meta_learned_start_round_trips_through_safetensors(clip, tmp_path):

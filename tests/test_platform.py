@@ -13,9 +13,11 @@ from ttpt.identity import method_config, run_fingerprint
 from ttpt.evaluate import evaluate
 from ttpt.features import ViewCache
 from ttpt.models import load_clip
-from ttpt.peers import CTPT, Zero
+from ttpt.ctpt import CTPT
+from ttpt.zero import Zero
 from ttpt.tpt import TPT
-from ttpt.zeroshot import ENSEMBLE_TEMPLATES, ZeroShot
+from ttpt.classifiers import ZeroShot
+from ttpt.zeroshot import ENSEMBLE_TEMPLATES
 
 COLUMNS = ["index", "label", "prediction", "confidence"]
 
@@ -38,7 +40,7 @@ def test_batched_equals_per_image(clip, context, name):
 @pytest.mark.parametrize("name", ["tpt", "c-tpt", "tpt+coop", "zero"])
 def test_cached_equals_uncached(clip, context, name, tmp_path):
     make = {"tpt": lambda: TPT(n_views=16, keep=0.25), "c-tpt": lambda: CTPT(n_views=16, keep=0.25),
-            "tpt+coop": lambda: TPT(n_views=16, keep=0.25, init=context, name="tpt+coop"), "zero": lambda: Zero(n_views=16)}[name]
+            "tpt+coop": lambda: TPT(n_views=16, keep=0.25, context=context, name="tpt+coop"), "zero": lambda: Zero(n_views=16)}[name]
     data = get_dataset("hard", n=5)
     fresh = evaluate(make(), data, clip, progress=False)
     cache = ViewCache(tmp_path)
@@ -52,8 +54,8 @@ def test_every_setting_is_in_the_fingerprint():
     "Two Zero runs with different templates of the same count must not share results (the config once held only the count)."
     a, b = Zero(templates=("a photo of a {}.", "a drawing of a {}.")), Zero(templates=("a photo of a {}.", "a sketch of a {}."))
     assert method_config(a) != method_config(b)
-    assert method_config(TPT(init=torch.zeros(4, 8))) != method_config(TPT(init=torch.ones(4, 8)))
-    assert set(method_config(CTPT())) >= {"n_views", "keep", "augmix", "seed", "steps", "lr", "init", "update", "dispersion_weight"}
+    assert method_config(TPT(context=torch.zeros(4, 8))) != method_config(TPT(context=torch.ones(4, 8)))
+    assert set(method_config(CTPT())) >= {"n_views", "keep", "augmix", "seed", "steps", "lr", "context", "update", "dispersion_weight"}
 
 
 def test_zero_templates_get_their_own_results_file(clip, tmp_path):
@@ -80,7 +82,7 @@ def test_layering():
 def test_batched_episodes_equal_sequential(clip, context, name):
     "B episodes in one pass give the predictions of B sequential episodes (float32)."
     make = {"tpt": lambda: TPT(n_views=16, keep=0.25, steps=2), "c-tpt": lambda: CTPT(n_views=16, keep=0.25, steps=2),
-            "tpt+coop": lambda: TPT(n_views=16, keep=0.25, steps=2, init=context, name="tpt+coop")}[name]
+            "tpt+coop": lambda: TPT(n_views=16, keep=0.25, steps=2, context=context, name="tpt+coop")}[name]
     data = get_dataset("hard", n=10)
     one = evaluate(make(), data, clip, progress=False)
     together = evaluate(make(), data, clip, episodes=4, progress=False)

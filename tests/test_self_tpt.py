@@ -8,8 +8,9 @@ from ttpt.benchmark import few_shot_source, get_dataset
 from ttpt.cpt import TextViews, supervised_contrastive_loss
 from ttpt.evaluate import evaluate
 from ttpt.models import load_clip
-from ttpt.self_tpt import GradientMatching, SelfTPT, SelfTPTViews, adapt_to_classnames, train_source_stage
-from ttpt.zeroshot import encode_dataset
+from ttpt.self_tpt import GradientMatching, SelfTPT, SelfTPTViews, SourceLoss, adapt_to_classnames, train_source_stage
+from ttpt.source import SourceBatch
+from ttpt.zeroshot import clip_logits, encode_dataset
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,7 @@ def test_gradient_matching_passes_gradcheck(tmp_path):
     torch.manual_seed(0)
     tiny = load_clip("ttpt-tiny-test", pretrained=None)
     tiny.model.double()
-    views = TextViews(tiny, ["red star", "blue ring"], init="a photo")
+    views = TextViews(tiny, ["red star", "blue ring"], context="a photo")
     earlier, target = torch.randn(2, *views.ctx.shape, dtype=torch.float64)
 
     def matching(context):
@@ -109,3 +110,22 @@ def test_clear_errors(stage1):
         GradientMatching(decay=1.5)
     with pytest.raises(ValueError, match="needs a base SelfTPT"):
         SelfTPTViews()
+
+
+@pytest.mark.parametrize("gm_weight", [0.0, 1.0])
+def test_source_loss_is_ce_plus_weighted_cpt_and_gm(clip, gm_weight):
+    "SourceLoss on one batch against its terms written out: CE of the classifying view, SupCon of every view, GM = 1 − cos on the first call."
+    source = few_shot_source(shots=1)
+    feats, labels = encode_dataset(clip, source)
+    views = TextViews(clip, source.classes)
+    loss = SourceLoss(clip, views, cpt_weight=0.5, gm_weight=gm_weight)
+    total, logs = loss(SourceBatch(feats[:8], labels[:8], torch.arange(8)))
+    with torch.no_grad():
+        z = views()
+        ce = F.cross_entropy(clip_logits(clip, feats[:8], z[:, 0]), labels[:8]).item()
+        cpt = supervised_contrastive_loss(z).item()
+    assert logs["ce"] == pytest.approx(ce, abs=1e-6), (logs, ce)
+    assert logs["cpt"] == pytest.approx(cpt, abs=1e-6), (logs, cpt)
+    gm = 1 - logs["grad_cosine"] if gm_weight else 0.0 # the first call's moving average is the CPT gradient itself
+    assert logs["gm"] == pytest.approx(gm, abs=1e-5), logs
+    assert total.item() == pytest.approx(ce + 0.5 * cpt + gm_weight * gm, abs=1e-5), (total.item(), logs)

@@ -1,14 +1,19 @@
-"TPT's determinism, episodic reset, and resumable evaluation (random-init miniature CLIP: no weights needed)."
+"""TPT beyond what 25_tpt checks: other seeds give other views, one shared tuning loop for TPT (per image and in batched
+episodes), C-TPT and MetaTPT, resumable evaluation, and clear errors (random-init miniature CLIP: no weights needed)."""
 import pandas as pd
 import pytest
 import torch
 
+import ttpt.metatpt
+import ttpt.tpt
 from ttpt.benchmark import get_dataset
+from ttpt.ctpt import CTPT
 from ttpt.results import read_results, results_path
 from ttpt.evaluate import evaluate
+from ttpt.metatpt import MetaTPT
 from ttpt.models import MINICLIP, load_clip
-from ttpt.peers import CTPT, Zero
 from ttpt.tpt import TPT
+from ttpt.zero import Zero
 
 
 @pytest.fixture(scope="module")
@@ -25,45 +30,54 @@ def small_tpt(**kw):
     return TPT(n_views=16, keep=0.25, steps=2, **kw)
 
 
-def test_same_seed_same_selection_loss_and_context(clip, hard):
-    image, _ = hard[0]
-    runs = []
-    for _ in range(2):
-        tpt = small_tpt(seed=7)
-        tpt.prepare(clip, hard.classes)
-        result = tpt.adapt(image, 0)
-        runs.append((result, tpt.learner.ctx.detach().clone()))
-    (a, ctx_a), (b, ctx_b) = runs
-    assert torch.equal(a.selected, b.selected)
-    assert a.losses == b.losses
-    assert torch.equal(ctx_a, ctx_b)
-    assert not torch.equal(ctx_a, tpt.learner.ctx_init), "the step must move the context"
-
-
 def test_other_seed_other_views(clip, hard):
     image, _ = hard[0]
     results = []
     for seed in (0, 1):
         tpt = small_tpt(seed=seed)
         tpt.prepare(clip, hard.classes)
-        results.append(tpt.adapt(image, 0))
-    assert not torch.equal(results[0].view_scores, results[1].view_scores)
+        results.append(tpt.episode(image, 0))
+    assert not torch.equal(results[0].view_scores, results[1].view_scores), results[0].view_scores
 
 
-def test_context_and_optimizer_restored_per_image(clip, hard):
+@pytest.fixture
+def loop_calls(monkeypatch):
+    "Records every call of the shared tuning loop, wherever a method calls it from."
+    calls, loop = [], ttpt.tpt.tuning_loop
+    def counted(*args, **kw):
+        losses = loop(*args, **kw)
+        calls.append(len(losses))
+        return losses
+    for module in (ttpt.tpt, ttpt.metatpt): monkeypatch.setattr(module, "tuning_loop", counted)
+    return calls
+
+
+@pytest.mark.parametrize("make, steps", [(small_tpt, 2), (lambda: CTPT(n_views=16, keep=0.25, steps=2), 2),
+                                         (lambda: MetaTPT(n_views=9, keep=0.3, inner_steps=1), 1),
+                                         (lambda: MetaTPT(n_views=9, keep=0.3, inner_steps=1, loop="joint"), 2)])
+def test_every_prompt_tuner_runs_the_one_loop(clip, hard, loop_calls, make, steps):
+    method = make()
+    method.prepare(clip, hard.classes)
+    episode = method.episode(hard[0][0], 0)
+    assert loop_calls == [steps], loop_calls
+    assert len(episode.losses) == steps, episode.losses
+
+
+def test_batched_episodes_run_the_one_loop_and_equal_one_by_one(clip, hard, loop_calls):
     tpt = small_tpt()
     tpt.prepare(clip, hard.classes)
-    tpt.adapt(hard[0][0], 0)
-    assert tpt.optimizer.state_dict()["state"], "AdamW has moments after a step"
-    tpt.reset()
-    assert torch.equal(tpt.learner.ctx.detach(), tpt.learner.ctx_init)
-    assert tpt.optimizer.state_dict()["state"] == {}
-    after_other = tpt.adapt(hard[1][0], 1)
-    fresh = small_tpt()
-    fresh.prepare(clip, hard.classes)
-    alone = fresh.adapt(hard[1][0], 1)
-    assert after_other.losses == alone.losses
-    assert torch.equal(after_other.probs, alone.probs)
+    images, indices = [hard[i][0] for i in range(3)], [0, 1, 2]
+    together = tpt.predict_episodes(images, indices)
+    assert loop_calls == [2], loop_calls # one loop for the three episodes
+    one_by_one = torch.stack([tpt.predict(image, i) for image, i in zip(images, indices)])
+    assert loop_calls == [2, 2, 2, 2], loop_calls
+    assert torch.equal(together.argmax(-1), one_by_one.argmax(-1)), (together, one_by_one)
+    torch.testing.assert_close(together, one_by_one, atol=1e-5, rtol=0)
+
+
+def test_metatpt_runs_one_image_at_a_time():
+    assert callable(getattr(TPT(), "predict_episodes", None))
+    assert getattr(MetaTPT(), "predict_episodes", None) is None, "MetaTPT fits its views per image"
 
 
 def interrupt_after(method, k):
@@ -83,7 +97,7 @@ def test_interrupted_and_resumed_equals_uninterrupted(clip, hard, tmp_path, make
     with pytest.raises(KeyboardInterrupt):
         evaluate(interrupt_after(make(), 3), hard, clip, out=tmp_path / "resumed", progress=False)
     partial = read_results(results_path(tmp_path / "resumed", full["method"][0], hard.name))
-    assert len(partial) == 3
+    assert len(partial) == 3, partial
     resumed = evaluate(make(), hard, clip, out=tmp_path / "resumed", progress=False)
     columns = ["index", "label", "prediction", "confidence"]
     pd.testing.assert_frame_equal(full[columns], resumed[columns])
@@ -94,7 +108,7 @@ def test_interrupted_and_resumed_equals_uninterrupted(clip, hard, tmp_path, make
 def test_clear_errors():
     with pytest.raises(ValueError, match="keeps none"):
         TPT(n_views=4, keep=0.1)
-    with pytest.raises(ValueError, match="of 0 views"):
+    with pytest.raises(ValueError, match="n_views must be ≥ 1, got 0"):
         TPT(n_views=0)
 
 

@@ -11,11 +11,11 @@ from typing import Callable
 
 import torch
 
+from .classifiers import TextClassifier
 from .models import LoadedCLIP
-from .prompts import PromptLearner
+from .prompts import CONTEXT_PHRASE, PromptLearner
 from .source import classification_loss, train_prompts
 from .steps import plain_step
-from .zeroshot import TextClassifier
 
 # %% ../nbs/28_coop.ipynb #2dba7524
 def train_coop(clip:LoadedCLIP, # the frozen CLIP
@@ -23,14 +23,14 @@ def train_coop(clip:LoadedCLIP, # the frozen CLIP
                epochs:int=50, # passes over the training set
                lr:float=0.002, # SGD learning rate (cosine-decayed to 0)
                batch_size:int=32, # images per step
-               init:str="a photo of a", # initial context phrase
+               context:str=CONTEXT_PHRASE, # initial context phrase
                seed:int=0, # seeds the batch order
                update:Callable=plain_step, # the optimisation step (a `SharpnessAwareStep` gives TLLA's SAPT)
                features:tuple|None=None, # precomputed (features, labels) of `dataset`
                progress:bool=True, # show a progress bar
               ) -> tuple:
     "Train CoOp's shared context on `dataset` with the shared source loop; returns the context (M, W) and the history."
-    learner = PromptLearner(clip, dataset.classes, init=init)
+    learner = PromptLearner(clip, dataset.classes, init=context)
     history = train_prompts(clip, dataset, learner, classification_loss(clip, learner), epochs=epochs, batch_size=batch_size,
                             lr=lr, update=update, seed=seed, features=features, progress=progress, desc="CoOp")
     return learner.ctx.detach().clone(), history

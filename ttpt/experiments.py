@@ -19,12 +19,14 @@ from .evaluate import evaluate, runs_episodes
 from .features import ViewCache
 from .metatpt import MetaTPT
 from .mta import MTA
-from .peers import CTPT, Zero
+from .ctpt import CTPT
 from .self_tpt import SelfTPT, SelfTPTViews
 from .setup import Setup
 from .stss import STSS
+from .zero import Zero
 from .tpt import TPT
-from .zeroshot import ENSEMBLE_TEMPLATES, ZeroShot
+from .zeroshot import ENSEMBLE_TEMPLATES
+from .classifiers import ZeroShot
 
 # %% ../nbs/80_experiments.ipynb #140915a4
 @dataclass
@@ -38,7 +40,7 @@ METHODS = { # table name -> MethodEntry
     "ensemble": MethodEntry(lambda s: ZeroShot(ENSEMBLE_TEMPLATES, name="ensemble"), "zero-shot CLIP with the 80-template ensemble"),
     "coop": MethodEntry(lambda s: CoOp(s.coop_context()), "CoOp: a context learned on 16 shots of the source classes"),
     "tpt": MethodEntry(lambda s: TPT(n_views=s.n_views, steps=s.steps, seed=s.seed), "TPT: per-image entropy minimisation on confident views"),
-    "tpt+coop": MethodEntry(lambda s: TPT(n_views=s.n_views, steps=s.steps, seed=s.seed, init=s.coop_context(), name="tpt+coop"), "TPT started from CoOp's context"),
+    "tpt+coop": MethodEntry(lambda s: TPT(n_views=s.n_views, steps=s.steps, seed=s.seed, context=s.coop_context(), name="tpt+coop"), "TPT started from CoOp's context"),
     "c-tpt": MethodEntry(lambda s: CTPT(n_views=s.n_views, steps=s.steps, seed=s.seed), "C-TPT: TPT with a text-dispersion calibration term"),
     "zero": MethodEntry(lambda s: Zero(n_views=s.n_views, seed=s.seed), "Zero: vote of the confident views, no backprop"),
     "self-tpt": MethodEntry(lambda s: SelfTPT(**s.self_tpt_stage1()), "Self-TPT: prompt adapted once per class set by contrastive prompt tuning"),

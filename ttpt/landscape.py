@@ -9,12 +9,14 @@ __all__ = ['filter_normalised_direction', 'loss_surface', 'auroc']
 import numpy as np
 import torch
 
+from .prompts import gaussian_directions
+
 # %% ../nbs/52_landscape.ipynb #82573dfb
 def filter_normalised_direction(context:torch.Tensor, # the context p at which to look, (M, W)
                                 seed:int=0, # seeds the direction
                                ) -> torch.Tensor:
     "A Gaussian direction with each context vector's part scaled to that vector's norm (Li et al., 2018), (M, W)."
-    d = torch.randn(context.shape, generator=torch.Generator().manual_seed(seed)).to(context) # d ~ N(0, I)
+    d = gaussian_directions(tuple(context.shape), 1, seed)[0].to(context) # d ~ N(0, I)
     return d / d.norm(dim=-1, keepdim=True) * context.norm(dim=-1, keepdim=True) # d_m ‖p_m‖/‖d_m‖
 
 def loss_surface(loss, # context (M, W) -> float

@@ -11,7 +11,8 @@ import open_clip
 import torch
 from fastcore.script import call_parse
 from .models import MINICLIP, LoadedCLIP, load_clip
-from .zeroshot import SINGLE_TEMPLATE, ENSEMBLE_TEMPLATES, ZeroShot, class_text_features, clip_logits, encode_dataset
+from .classifiers import ZeroShot
+from .zeroshot import SINGLE_TEMPLATE, ENSEMBLE_TEMPLATES, class_text_features, clip_logits, encode_dataset
 from .benchmark import BENCHMARKS, SHAPE_CLASSES, SUITES, few_shot_source, get_dataset
 from .evaluate import evaluate
 from .reports import expected_calibration_error, summarise

@@ -8,14 +8,11 @@ __all__ = ['view_bandwidths', 'kernel_density', 'mta_mode', 'MTA']
 # %% ../nbs/29_mta.ipynb #5b9c464d
 from dataclasses import dataclass
 
-import PIL.Image
 import torch
 import torch.nn.functional as F
 
 from .checks import check_int
-from .features import ViewFeatures
-from .models import LoadedCLIP
-from .views import ViewMaker
+from .episodic import Episodic
 from .zeroshot import SINGLE_TEMPLATE, class_text_features, clip_logits, format_templates
 
 # %% ../nbs/29_mta.ipynb #25507730
@@ -60,11 +57,9 @@ def mta_mode(feats:torch.Tensor, # (N, D) normalised view embeddings; row 0 is t
 
 # %% ../nbs/29_mta.ipynb #67634ce3
 @dataclass
-class MTA:
+class MTA(Episodic):
     "MTA (Zanella & Ben Ayed, 2024): classify the inlierness-weighted MeanShift mode of the views' embeddings; no backprop."
-    n_views:int=64 # views per image N, the original included (TPT's 64)
-    augmix:bool=False # AugMix the random views (TPT's fine-grained setting)
-    seed:int=0 # seeds the views of image i as (seed, i)
+    keep:float=1.0 # every view enters the mode search: MTA weights views, it does not select them
     inlier_temperature:float=0.2 # λ_y: lower makes the inlierness weights sharper
     agreement_weight:float=4.0 # λ_q: weight of the views' prediction agreement in the inlierness
     iterations:int=5 # alternations of inlierness and mode, and the cap of each one's loop
@@ -73,6 +68,7 @@ class MTA:
     name:str="mta" # method name in result tables
 
     def __post_init__(self):
+        super().__post_init__()
         check_int(self.n_views, "n_views", 2)
         if not 0 < self.neighbours <= 1: raise ValueError(f"neighbours must be in (0, 1], got {self.neighbours}")
         if not self.inlier_temperature > 0: raise ValueError(f"inlier_temperature must be > 0, got {self.inlier_temperature}")
@@ -80,20 +76,15 @@ class MTA:
         check_int(self.iterations, "iterations", 1)
         self.templates = format_templates(self.templates)
 
-    def prepare(self, clip:LoadedCLIP, # the frozen CLIP
-                classnames:list, # class names in label order
-               ):
-        "The views, their shared features and the class features, once per dataset."
-        self.clip = clip
-        self.view_features = ViewFeatures(clip, ViewMaker.from_clip(clip, n_views=self.n_views, augmix=self.augmix, seed=self.seed))
-        self.text_feats = class_text_features(clip, classnames, self.templates) # (K, D)
+    def build(self, classnames:list # class names in label order
+             ):
+        "The class features, once per dataset."
+        self.text_feats = class_text_features(self.clip, classnames, self.templates) # (K, D)
 
-    @torch.inference_mode()
-    def predict(self, image:PIL.Image.Image, # raw test image
-                index:int, # its dataset index (seeds its views)
-               ) -> torch.Tensor:
+    def aggregate(self, feats:torch.Tensor, # (N, D) the views' features; row 0 is the original image
+                  logits:torch.Tensor, # (N, K) their logits
+                  selected:torch.Tensor, # not used: every view takes part, weighted
+                 ) -> torch.Tensor:
         "Class probabilities of the mode of the image's views, (K,)."
-        feats = self.view_features(image, index).float() # (N, D)
-        probs = clip_logits(self.clip, feats, self.text_feats).softmax(-1) # (N, K)
-        mode, _ = mta_mode(feats, probs, self.inlier_temperature, self.agreement_weight, self.iterations, self.neighbours)
+        mode, _ = mta_mode(feats, logits.softmax(-1), self.inlier_temperature, self.agreement_weight, self.iterations, self.neighbours)
         return clip_logits(self.clip, mode[None], self.text_feats).softmax(-1)[0]

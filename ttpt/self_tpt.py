@@ -13,18 +13,19 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import PIL.Image
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .checks import check_int
-from .cpt import CPTLoss, TextViews, identity_head, supervised_contrastive_loss
+from .classifiers import TextClassifier
+from .cpt import CPTLoss, TextViews, identity_head
 from .episodic import Episodic
 from .models import LoadedCLIP
+from .prompts import CONTEXT_PHRASE
 from .source import SourceBatch, train_prompts
-from .zeroshot import TextClassifier, clip_logits
+from .zeroshot import SINGLE_TEMPLATE, clip_logits
 
 # %% ../nbs/41_self_tpt.ipynb #be5cd172
 @dataclass
@@ -70,7 +71,7 @@ class SourceLoss:
     decay:float=0.9 # β of the CPT gradient's moving average
     temperature:float=0.07 # CPT's τ
 
-    def __post_init__(self): self.matching = GradientMatching(self.decay)
+    def __post_init__(self): self.matching, self.cpt = GradientMatching(self.decay), CPTLoss(self.views, self.head, self.temperature)
 
     def __call__(self, batch:SourceBatch # the batch's frozen image features, labels and indices
                 ) -> tuple:
@@ -78,8 +79,7 @@ class SourceLoss:
         with second_order() if self.gm_weight > 0 else nullcontext(): # the plain kernel only where a double backward needs it
             z = self.views() # (K, V, D), one pass over every view
             ce = F.cross_entropy(clip_logits(self.clip, batch.features, z[:, 0]), batch.labels)
-            zh = z if self.head is None else F.normalize(self.head(z), dim=-1) # h(z)
-            cpt = supervised_contrastive_loss(zh, self.temperature)
+            cpt = self.cpt.of(z) # through the head, then SupCon
             g_ce, g_cpt = context_gradients(ce, cpt, self.views.ctx, create_graph=self.gm_weight > 0)
             total = ce + self.cpt_weight * cpt
             gm = self.matching(g_ce, g_cpt) if self.gm_weight > 0 else torch.zeros(())
@@ -96,13 +96,13 @@ def train_source_stage(clip:LoadedCLIP, # the frozen CLIP
                        temperature:float=0.07, # τ
                        head:bool=True, # train a projection head for CPT
                        hand_crafted:bool=True, # include the hand-crafted view in CPT
-                       init:str="a photo of a", # the initial context
+                       context:str=CONTEXT_PHRASE, # the initial context
                        seed:int=0, # seeds the batch order
                        features:tuple|None=None, # precomputed (features, labels) of `dataset`
                        progress:bool=True, # show a progress bar
                       ) -> tuple:
     "Stage 1: train the context (and head) on the source set; returns ({'context', 'head'?} tensors, the history)."
-    views = TextViews(clip, dataset.classes, init=init, hand_crafted="a photo of a {}." if hand_crafted else None)
+    views = TextViews(clip, dataset.classes, context=context, hand_crafted=SINGLE_TEMPLATE[0] if hand_crafted else None)
     with torch.no_grad(): dim = views.classifier().shape[-1] # D
     projection = identity_head(dim) if head else None
     model = nn.ModuleDict({"views": views, **({"head": projection} if head else {})})
@@ -131,7 +131,7 @@ def adapt_to_classnames(clip:LoadedCLIP, # the frozen CLIP
                         chunk_size:int|None=None, # classes encoded with a graph at once (large class sets); None: all
                        ) -> tuple:
     "Stage 2: CPT alone on the class names, from the source context; returns the adapted `TextViews` and the losses."
-    views = TextViews(clip, classnames, init=context, hand_crafted="a photo of a {}." if hand_crafted else None)
+    views = TextViews(clip, classnames, context=context, hand_crafted=SINGLE_TEMPLATE[0] if hand_crafted else None)
     loss = CPTLoss(views, frozen_head(head), temperature)
     optimizer = torch.optim.AdamW(views.parameters(), lr=lr)
     losses = []
@@ -181,9 +181,13 @@ class SelfTPTViews(Episodic):
         "Stage 2 on the class names (through the base method)."
         self.base.prepare(self.clip, classnames)
 
-    @torch.no_grad()
-    def predict(self, image:PIL.Image.Image, # raw test image
-                index:int, # its dataset index (seeds its views)
-               ) -> torch.Tensor:
+    def class_features(self) -> torch.Tensor:
+        "The adapted prompt's class features, (K, D)."
+        return self.base.text_feats
+
+    def aggregate(self, feats:torch.Tensor, # (N, D) the views' features
+                  logits:torch.Tensor, # (N, K) their logits under the adapted prompt
+                  selected:torch.Tensor, # not used: every view is averaged
+                 ) -> torch.Tensor:
         "The average of the views' predictions under the adapted prompt, (K,)."
-        return clip_logits(self.clip, self.features(image, index), self.base.text_feats).softmax(-1).mean(0) # 1/N Σ p(·|x_i)
+        return logits.softmax(-1).mean(0) # 1/N Σ p(·|x_i)

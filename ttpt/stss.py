@@ -8,13 +8,11 @@ __all__ = ['unit_directions', 'STSS']
 # %% ../nbs/51_stss.ipynb #ada92ada
 from dataclasses import dataclass
 
-import PIL.Image
 import torch
 
 from .episodic import Episodic
-from .prompts import PromptLearner
-from .selection import entropy
-from .zeroshot import clip_logits
+from .prompts import CONTEXT_PHRASE, PromptLearner, gaussian_directions
+from .selection import entropy, vote_shares
 
 # %% ../nbs/51_stss.ipynb #886a63b9
 def unit_directions(shape:tuple, # the context's shape (M, W)
@@ -22,13 +20,13 @@ def unit_directions(shape:tuple, # the context's shape (M, W)
                     seed:int=0, # seeds the directions
                    ) -> torch.Tensor:
     "R random Gaussian directions in context space, each of unit norm over all its entries, (R, M, W)."
-    r = torch.randn((count, *shape), generator=torch.Generator().manual_seed(seed)) # r_j ~ N(0, I)
+    r = gaussian_directions(shape, count, seed) # r_j ~ N(0, I)
     return r / r.flatten(1).norm(dim=1).view(-1, *[1] * len(shape)) # r̂_j = r_j / ‖r_j‖
 
 @dataclass
 class STSS(Episodic):
     "Sharpness-based view selection (TLLA's test stage): entropy + λ·worst entropy rise under R prompt perturbations; the flattest views vote."
-    context:str|torch.Tensor="a photo of a" # the prompt: a phrase, or a trained (M, W) context (SAPT's for TLLA)
+    context:str|torch.Tensor=CONTEXT_PHRASE # the prompt: a phrase, or a trained (M, W) context (SAPT's for TLLA)
     keep:float=30/64 # s/N, the fraction of views that vote (s = 30 of 64: chosen on validation renders, below)
     directions:int=1 # R, random directions in context space (chosen on validation renders, below)
     radius:float=0.5 # ρ', the perturbation's size
@@ -55,22 +53,18 @@ class STSS(Episodic):
             perturbed.append(learner())
         self.perturbed_feats = torch.stack(perturbed) # (R, K, D)
 
-    @torch.no_grad()
-    def view_scores(self, feats:torch.Tensor # (N, D) the views' features
-                   ) -> tuple:
-        "Each view's score s_i (N,) and its logits under the prompt (N, K)."
-        logits = clip_logits(self.clip, feats, self.text_feats) # (N, K)
+    def score(self, feats:torch.Tensor, # (N, D) the views' features
+              logits:torch.Tensor, # (N, K) their logits under the prompt
+             ) -> torch.Tensor:
+        "Each view's score $s_i$: its entropy plus λ times its worst entropy rise under the perturbed prompts, (N,)."
         flat = entropy(logits) # H(p(·|x_i; p)), (N,)
         moved = entropy(self.clip.logit_scale * torch.einsum("nd,rkd->rnk", feats, self.perturbed_feats)) # (R, N)
-        return flat + self.sharpness_weight * (moved - flat).amax(dim=0), logits # H + λ max_j [H_j − H]
+        return flat + self.sharpness_weight * (moved - flat).amax(dim=0) # H + λ max_j [H_j − H]
 
-    @torch.no_grad()
-    def predict(self, image:PIL.Image.Image, # raw test image
-                index:int, # its dataset index (seeds its views)
-               ) -> torch.Tensor:
+    def aggregate(self, feats:torch.Tensor, # (N, D) the views' features
+                  logits:torch.Tensor, # (N, K) their logits under the prompt
+                  selected:torch.Tensor, # (s,) the flattest views
+                 ) -> torch.Tensor:
         "Vote share (or mean probability) of each class among the s flattest views, (K,)."
-        scores, logits = self.view_scores(self.features(image, index))
-        kept = logits[self.select(scores)] # (s, K)
-        if self.vote == "average": return kept.softmax(-1).mean(0)
-        votes = torch.bincount(kept.argmax(-1), minlength=kept.shape[1]).float() # (K,)
-        return votes / votes.sum()
+        kept = logits[selected] # (s, K)
+        return kept.softmax(-1).mean(0) if self.vote == "average" else vote_shares(kept)
