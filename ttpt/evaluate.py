@@ -41,6 +41,7 @@ import ttpt
 from .checks import check_classnames, check_int
 from .datasets import UnreadableImage
 from .stats import paired_difference
+from .threads import use_threads
 
 # %% ../nbs/21_evaluate.ipynb #e8f9a8f7
 def _sha256(data:bytes) -> str: return hashlib.sha256(data).hexdigest()
@@ -469,6 +470,7 @@ def evaluate(method, # a method (see the method protocol): `name`, `prepare`, `p
             ) -> pd.DataFrame:
     "Evaluate `method` on the first `limit` images of `dataset` (or one shard of them), resuming from `out`; one row per image."
     _check_protocols(method, dataset)
+    use_threads(clip, workers) # torch's thread count for this model's size (nbs/06_threads)
     classes = check_classnames([str(c) for c in dataset.classes])
     if len(dataset) == 0: raise ValueError(f"Dataset {dataset.name!r} has no images")
     n = len(dataset) if limit is None else min(check_int(limit, "limit", 0), len(dataset))
