@@ -15,7 +15,6 @@ configuration, and the speed-up of ttpt's policy over torch's default; peak resi
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 import ttpt
-from ttpt import experiments, prompts, views
+from ttpt import prompts, views
 from ttpt.benchmark import SUITES
 from ttpt.experiments import STANDARD, Setup, compare
 from ttpt.models import load_clip
@@ -79,16 +79,21 @@ def main():
     parser.add_argument("--full", action="store_true", help="the default comparison's size: 1000 images per set")
     parser.add_argument("--methods", nargs="+", default=list(STANDARD), help="methods, in order (default: the default comparison's)")
     parser.add_argument("--datasets", nargs="+", default=SUITES["source"] + SUITES["domain"], help="benchmark sets")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: what this checkout's code chooses)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: what this checkout's code chooses; torch's own count for one without a policy)")
     args = parser.parse_args()
     n = 1000 if args.full else args.images
-    if args.threads is not None: torch.set_num_threads(args.threads)
+    if args.threads is not None: # both for a checkout without a thread policy and for one with it (TTPT_THREADS wins there)
+        os.environ["TTPT_THREADS"] = str(args.threads)
+        torch.set_num_threads(args.threads)
     clip = load_clip()
     timers = Timers()
     instrument(timers, clip)
     print(f"ttpt from {Path(ttpt.__file__).parent.parent}; {n} images × {len(args.datasets)} sets; torch {torch.__version__}, "
           f"{torch.get_num_threads()} thread(s), OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}")
     rows, pieces = [], ["views", "image pass", "text pass", "backward"]
+    columns = ["total"] + pieces + ["source stage", "rest"]
+    width = max(len(m) for m in args.methods + ["method"])
+    print(f"seconds per method (exclusive; {n} images per set):\n{'method':<{width}} " + " ".join(f"{c:>12}" for c in columns), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         setup = Setup(clip, source_dir=Path(tmp)/"source", progress=False)
         for method in args.methods:
@@ -100,11 +105,7 @@ def main():
             row = {"method": method, "total": total, **{p: timers.seconds.get(p, 0.0) for p in pieces},
                    "source stage": sum(source.values()), "rest": total - sum(timers.seconds.values())}
             rows.append((row, source))
-            print(f"  {method}: {total:.1f} s", flush=True)
-    width = max(len(r["method"]) for r, _ in rows)
-    columns = ["total"] + pieces + ["source stage", "rest"]
-    print(f"\nseconds per method (exclusive; {n} images per set):\n{'method':<{width}} " + " ".join(f"{c:>12}" for c in columns))
-    for row, _ in rows: print(f"{row['method']:<{width}} " + " ".join(f"{row[c]:>12.1f}" for c in columns))
+            print(f"{row['method']:<{width}} " + " ".join(f"{row[c]:>12.1f}" for c in columns), flush=True)
     print(f"{'all':<{width}} " + " ".join(f"{sum(r[c] for r, _ in rows):>12.1f}" for c in columns))
     for row, source in rows:
         if source: print(f"{row['method']}'s source stage: " + ", ".join(f"{k} {v:.1f} s" for k, v in sorted(source.items())))

@@ -34,6 +34,7 @@ from .peers import CTPT, Zero
 from .sapt import train_sapt
 from .stss import STSS
 from .self_tpt import SelfTPT, SelfTPTViews, train_source_stage
+from .threads import use_threads
 from .tpt import TPT
 from .zeroshot import ENSEMBLE_TEMPLATES, ZeroShot
 
@@ -49,6 +50,7 @@ def source_artifact(clip:LoadedCLIP, # the model the artifact is trained for
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
     path = Path(folder)/f"{name}-{digest}.safetensors"
     if path.is_file(): return load_file(path)
+    use_threads(clip) # torch's thread count for this model's size (nbs/06_threads)
     tensors = {k: v.detach().cpu().contiguous() for k, v in train().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
