@@ -31,7 +31,7 @@ def first_eval(checkout, method, images, timeout):
                    "--out", f"{tmp}/results", "--source-dir", f"{tmp}/source"]
         start = time.perf_counter()
         process = subprocess.Popen([sys.executable, "-c", code, *command], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                   text=True, start_new_session=True) # its own process group, stopped as one at the timeout
+                                   text=True, cwd=tmp, start_new_session=True) # cwd: `-m` puts it before PYTHONPATH; own process group, stopped as one
         try:
             _, err = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
