@@ -107,6 +107,7 @@ def main():
             rows.append((row, source))
             print(f"{row['method']:<{width}} " + " ".join(f"{row[c]:>12.1f}" for c in columns), flush=True)
     print(f"{'all':<{width}} " + " ".join(f"{sum(r[c] for r, _ in rows):>12.1f}" for c in columns))
+    print(f"torch ran on {torch.get_num_threads()} thread(s) at the end (a checkout's thread policy applies when a method runs)")
     for row, source in rows:
         if source: print(f"{row['method']}'s source stage: " + ", ".join(f"{k} {v:.1f} s" for k, v in sorted(source.items())))
 
