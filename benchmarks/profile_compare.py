@@ -63,12 +63,13 @@ def instrument(timers, clip):
     "Wrap the shared pieces with timers (in every ttpt module that imported them by name)."
     views.ViewMaker.__call__ = timers.wrap(views.ViewMaker.__call__, "views")
     clip.model.encode_image = timers.wrap(clip.model.encode_image, "image pass")
-    text = timers.wrap(prompts.encode_text_embeddings, "text pass")
+    original_text = prompts.encode_text_embeddings # compared against below, before `prompts` itself is patched
+    text = timers.wrap(original_text, "text pass")
     torch.autograd.backward = timers.wrap(torch.autograd.backward, "backward")
     torch.autograd.grad = timers.wrap(torch.autograd.grad, "backward")
     for name, module in list(sys.modules.items()):
         if not name.startswith("ttpt.") or module is None: continue
-        if getattr(module, "encode_text_embeddings", None) is prompts.encode_text_embeddings: module.encode_text_embeddings = text
+        if getattr(module, "encode_text_embeddings", None) is original_text: module.encode_text_embeddings = text
         for trainer, method in SOURCE_TRAINERS.items():
             if callable(getattr(module, trainer, None)): setattr(module, trainer, timers.wrap(getattr(module, trainer), f"source stage ({method})"))
 
