@@ -37,11 +37,12 @@ def choose_threads(parameters:int, # the model's parameter count: the work's siz
     return max(1, (available_cores() if cores is None else cores) - workers)
 
 # %% ../nbs/06_threads.ipynb #31c8f3bb
-def use_threads(clip, # a `ttpt.models.LoadedCLIP` (its parameter count and device size the work); None leaves the count as it is
+def use_threads(clip, # a `ttpt.models.LoadedCLIP` (its parameter count and device size the work); anything without a torch `model` (None) leaves the count as it is
                 workers:int=0, # DataLoader worker processes beside the main one
                ) -> int:
     "Set torch's intra-op thread count to `choose_threads`' for `clip`'s work; returns the count."
-    if clip is None: return torch.get_num_threads()
-    threads = choose_threads(sum(p.numel() for p in clip.model.parameters()), clip.device, workers)
+    model = getattr(clip, "model", None)
+    if not isinstance(model, torch.nn.Module): return torch.get_num_threads()
+    threads = choose_threads(sum(p.numel() for p in model.parameters()), getattr(clip, "device", "cpu"), workers)
     if threads != torch.get_num_threads(): torch.set_num_threads(threads)
     return threads
