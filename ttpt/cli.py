@@ -26,6 +26,8 @@ from .models import MINICLIP, load_clip
 from .reports import print_comparison, summarise
 from .selection import TooFewViews
 from .setup import Setup
+from .selection import TooFewViews
+from .threads import THREADS_ENV, use_threads
 
 # %% ../nbs/90_cli.ipynb #f68c59f2
 def _add_model_args(parser):
@@ -33,6 +35,7 @@ def _add_model_args(parser):
     parser.add_argument("--pretrained", default="ttpt", help="weights tag, e.g. openai; 'none' for random init")
     parser.add_argument("--checkpoint", default=None, help="local checkpoint file (overrides --pretrained)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="where the model runs")
+    parser.add_argument("--threads", type=int, default=None, help=f"torch threads (default: {THREADS_ENV}, else 1 for a small model on a CPU, else the cores the workers leave)")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
 
 _OPTION_NAMES = {"n_views": "--views"} # `Setup` fields whose option is not --field-name
@@ -137,7 +140,9 @@ def _run(args):
         return print(check_data(args.path, args.dataset, args.split, args.classnames, args.workers, merge_duplicates=args.merge_duplicate_classes))
     shard = _distributed() if args.command == "eval" else None
     if shard is not None and args.device == "cuda": args.device = f"cuda:{os.environ.get('LOCAL_RANK', shard[0])}"
+    if args.threads is not None: os.environ[THREADS_ENV] = str(args.threads) # every later choice (evaluate's too) honours it
     clip = _load(args)
+    use_threads(clip, getattr(args, "workers", 0))
     if args.command == "zeroshot":
         print(zeroshot_table(clip, n=args.n, progress=True).round(1).to_string(index=False))
     elif args.command == "eval":

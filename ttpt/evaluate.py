@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from .checks import check_classnames, check_int
 from .images import UnreadableImage
+from .threads import use_threads
 from .identity import _device_of, run_fingerprint, write_atomically
 from .results import (RESULT_COLUMNS, _HEADER, _format_row, _largest_run, _logged_runs, _open_results, _parse_row, _read_json,
                           _record_run, _scan_results, _write_json_atomically, lock_results, results_path)
@@ -214,6 +215,7 @@ def evaluate(method, # a method (see the method protocol): `name`, `prepare`, `p
             ) -> pd.DataFrame:
     "Evaluate `method` on the first `limit` images of `dataset` (or one shard of them), resuming from `out`; one row per image."
     _check_protocols(method, dataset)
+    use_threads(clip, workers) # torch's thread count for this model's size (nbs/06_threads)
     classes = check_classnames([str(c) for c in dataset.classes])
     if len(dataset) == 0: raise ValueError(f"Dataset {dataset.name!r} has no images")
     n = len(dataset) if limit is None else min(check_int(limit, "limit", 0), len(dataset))

@@ -22,6 +22,7 @@ from .metatpt import MetaTPT, meta_train
 from .models import LoadedCLIP
 from .sapt import train_sapt
 from .self_tpt import train_source_stage
+from .threads import use_threads
 
 # %% ../nbs/70_setup.ipynb #119ce45b
 def source_artifact(clip:LoadedCLIP, # the model the artifact is trained for
@@ -35,6 +36,7 @@ def source_artifact(clip:LoadedCLIP, # the model the artifact is trained for
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
     path = Path(folder)/f"{name}-{digest}.safetensors"
     if path.is_file(): return load_file(path)
+    use_threads(clip) # torch's thread count for this model's size (nbs/06_threads)
     tensors = {k: v.detach().cpu().contiguous() for k, v in train().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(path, lambda tmp: save_file(tensors, str(tmp), metadata={"ttpt_key": json.dumps(key, sort_keys=True, default=str)}))

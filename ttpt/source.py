@@ -54,7 +54,8 @@ def train_prompts(clip:LoadedCLIP, # the frozen CLIP
     optimizer = torch.optim.SGD(parameters, lr=lr, momentum=momentum)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
     g, history = torch.Generator().manual_seed(seed), []
-    with tqdm(total=steps, desc=desc, disable=not progress) as bar:
+    label = f"{desc} ({len(feats)} source images, {epochs} epochs of {steps // epochs} steps)" # what trains, and for how long
+    with tqdm(total=steps, desc=label, disable=not progress) as bar:
         for epoch in range(epochs):
             for order in torch.randperm(len(feats), generator=g).split(batch_size):
                 batch = SourceBatch(feats[order], labels[order], order)
