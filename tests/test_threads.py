@@ -10,7 +10,7 @@ from ttpt.benchmark import get_dataset
 from ttpt.cli import main
 from ttpt.evaluate import evaluate
 from ttpt.threads import THREADS_ENV
-from ttpt.zeroshot import ZeroShot
+from ttpt.classifiers import ZeroShot
 
 
 def python(code, **env):
