@@ -45,7 +45,7 @@ def test_evaluate_runs_the_small_model_on_one_thread_unless_overridden(clip, mon
 
 def test_cli_threads_option_sets_the_count_and_a_bad_one_is_one_line(tmp_path, monkeypatch, capsys):
     before = torch.get_num_threads()
-    monkeypatch.delenv(THREADS_ENV, raising=False)
+    monkeypatch.setenv(THREADS_ENV, "") # empty is unset; monkeypatch restores the variable the CLI sets
     try:
         main(["eval", "--method", "zeroshot", "--dataset", "photo", "--n", "2", "--out", str(tmp_path), "--threads", "2"])
         assert torch.get_num_threads() == 2, torch.get_num_threads()
