@@ -13,7 +13,9 @@ from pathlib import Path
 
 from ttpt.benchmark import get_dataset
 from ttpt.evaluate import evaluate, read_results
-from ttpt.experiments import Setup, make_method
+import ttpt.experiments # registers every method
+from ttpt.methods import make_method
+from ttpt.setup import Setup
 from ttpt.models import load_clip
 
 

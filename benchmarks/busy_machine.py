@@ -27,7 +27,7 @@ import ttpt, torch
 wait = os.environ.get("OMP_WAIT_POLICY", "default") if policy == "ttpt" else "default"
 from ttpt.benchmark import get_dataset
 from ttpt.coop import train_coop
-from ttpt.experiments import Setup
+from ttpt.setup import Setup
 from ttpt.models import load_clip
 from ttpt.tpt import TPT
 from ttpt.threads import use_threads

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from ttpt.benchmark import get_dataset
-from ttpt.experiments import make_method, METHODS
+from ttpt.methods import make_method, METHODS
 from ttpt.setup import Setup
 from ttpt.mta import MTA, mta_mode
 

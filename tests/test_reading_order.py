@@ -10,19 +10,6 @@ from nbdev.config import get_config
 NBS = Path(get_config().nbs_path)
 NOTEBOOKS = sorted(NBS.glob("[!_]*.ipynb"))
 
-# notebook -> the later notebooks' modules it still imports, and why. A pair that no longer occurs must be removed here.
-KNOWN = {
-    # Their results sections compare methods by registry name (`compare`, `Setup`'s cached source stages), and the
-    # registry needs every method, MetaTPT's (61) included. Moving those sections after `80_experiments` is for the
-    # owners of the method notebooks.
-    "41_self_tpt.ipynb": {"setup", "experiments"},
-    "42_gradient_similarity.ipynb": {"setup"},
-    "51_stss.ipynb": {"setup", "experiments"},
-    "52_landscape.ipynb": {"setup"},
-    "61_metatpt.ipynb": {"setup", "experiments"},
-}
-
-
 def _code(cell):
     return "\n".join(l for l in cell.source.splitlines() if not l.lstrip().startswith(("%", "!")))
 
@@ -60,11 +47,8 @@ def later_imports():
 
 def test_no_notebook_imports_a_later_one():
     exported_by = exporters()
-    found = later_imports()
-    new = {nb: sorted(f"ttpt.{m} ({exported_by[m]})" for m in mods - KNOWN.get(nb, set())) for nb, mods in found.items() if mods - KNOWN.get(nb, set())}
-    assert not new, f"notebooks importing modules that later notebooks export: {new}"
-    gone = {nb: sorted(mods - found.get(nb, set())) for nb, mods in KNOWN.items() if mods - found.get(nb, set())}
-    assert not gone, f"known exceptions that no longer occur; remove them from KNOWN: {gone}"
+    found = {nb: sorted(f"ttpt.{m} ({exported_by[m]})" for m in mods) for nb, mods in later_imports().items()}
+    assert not found, f"notebooks importing modules that later notebooks export: {found}"
 
 
 def test_the_check_sees_an_import_inside_a_function(tmp_path):

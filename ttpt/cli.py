@@ -20,13 +20,13 @@ from .benchmark import BENCHMARKS, DEFAULT_N, SUITES
 from .datasets import check_data, class_mapping, resolve_dataset
 from .layouts import LAYOUTS
 from .evaluate import evaluate, merge_shards, runs_episodes
-from .experiments import METHODS, STANDARD, compare, make_method
+from .experiments import ORDER, STANDARD
+from .methods import METHODS, compare, make_method
 from .miniclip import zeroshot_table
 from .models import MINICLIP, load_clip
 from .reports import print_comparison, summarise
 from .selection import TooFewViews
 from .setup import Setup
-from .selection import TooFewViews
 from .threads import THREADS_ENV, use_threads
 
 # %% ../nbs/90_cli.ipynb #f68c59f2
@@ -74,11 +74,11 @@ def parser() -> argparse.ArgumentParser:
     zs = commands.add_parser("zeroshot", help="zero-shot table of a model on every miniature-benchmark set", formatter_class=defaults)
     _add_model_args(zs)
     zs.add_argument("--images", "--n", dest="n", type=int, default=DEFAULT_N, help="test images per set")
-    methods = "; ".join(f"{name}: {entry.summary}" for name, entry in METHODS.items())
+    methods = "; ".join(f"{name}: {METHODS[name].summary}" for name in ORDER)
     ev = commands.add_parser("eval", help="evaluate one method on one dataset (resumable)", formatter_class=defaults,
                              description=f"Methods: {methods}.")
     _add_model_args(ev)
-    ev.add_argument("--method", required=True, choices=list(METHODS), help="the method")
+    ev.add_argument("--method", required=True, choices=list(ORDER), help="the method")
     ev.add_argument("--dataset", required=True, help=f"benchmark set ({', '.join(BENCHMARKS)}), real dataset layout ({', '.join(l for l in LAYOUTS if l != 'folder')}) with --data, or an ImageFolder path")
     ev.add_argument("--out", default="results", help="results folder")
     ev.add_argument("--images", "--n", dest="n", type=int, default=None, help=f"test images: a benchmark set's size, or the first N of a seeded order of a real dataset (default: {DEFAULT_N} for a benchmark set, every image of a real one)")
@@ -90,7 +90,7 @@ def parser() -> argparse.ArgumentParser:
     cmp.add_argument("--datasets", nargs="+", default=SUITES["source"] + SUITES["domain"], help="benchmark sets, real dataset layouts (with --data-root) or folders")
     cmp.add_argument("--data-root", default=None, help="the folder holding one folder per real dataset (CoOp's $DATA layout)")
     cmp.add_argument("--skip-bad-images", action="store_true", help="record unreadable images as skipped instead of stopping")
-    cmp.add_argument("--methods", nargs="+", default=list(STANDARD), choices=list(METHODS), help="methods, in table order (zeroshot is the baseline of the differences)")
+    cmp.add_argument("--methods", nargs="+", default=list(STANDARD), choices=list(ORDER), help="methods, in table order (zeroshot is the baseline of the differences)")
     cmp.add_argument("--out", default="results/compare", help="results folder")
     cmp.add_argument("--images", "--n", dest="n", type=int, default=1000, help="test images per set")
     cmp.add_argument("--no-view-cache", action="store_true", help="encode every method's views itself instead of sharing them")

@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['GradientMatching', 'second_order', 'context_gradients', 'SourceLoss', 'train_source_stage', 'frozen_head',
-           'adapt_to_classnames', 'SelfTPT', 'SelfTPTViews']
+           'adapt_to_classnames', 'SelfTPT', 'SelfTPTViews', 'self_tpt_stage1']
 
 # %% ../nbs/41_self_tpt.ipynb #9f22a87f
 import json
@@ -22,6 +22,7 @@ from .checks import check_int
 from .classifiers import TextClassifier
 from .cpt import CPTLoss, TextViews, identity_head
 from .episodic import Episodic
+import ttpt.methods
 from .models import LoadedCLIP
 from .prompts import CONTEXT_PHRASE
 from .source import SourceBatch, train_prompts
@@ -191,3 +192,13 @@ class SelfTPTViews(Episodic):
                  ) -> torch.Tensor:
         "The average of the views' predictions under the adapted prompt, (K,)."
         return logits.softmax(-1).mean(0) # 1/N Σ p(·|x_i)
+
+# %% ../nbs/41_self_tpt.ipynb #3a0f5c85
+def self_tpt_stage1(setup, # a `Setup`: the model, the source set, the epochs (`self_tpt_epochs`) and the cache
+                   ) -> dict:
+    "Self-TPT's source stage (context and head, default weights) on the setup's few-shot source set, cached."
+    return setup.trained("self-tpt", train_source_stage, setup.self_tpt_epochs)
+
+ttpt.methods.register("self-tpt", lambda s: SelfTPT(**self_tpt_stage1(s)), "Self-TPT: prompt adapted once per class set by contrastive prompt tuning")
+ttpt.methods.register("self-tpt-v", lambda s: SelfTPTViews(n_views=s.n_views, seed=s.seed, base=SelfTPT(**self_tpt_stage1(s))),
+                      "Self-TPT-v: Self-TPT averaging the predictions of 64 views")

@@ -14,6 +14,7 @@ import torch
 
 from .checks import check_int
 from .episodic import Episodic
+import ttpt.methods
 from .prompts import CONTEXT_PHRASE, PromptLearner, encode_text_embeddings
 from .selection import marginal_entropy
 from .steps import plain_step
@@ -127,3 +128,6 @@ class TPT(PromptTuner):
             tuning_loop(forward, total, (logits, text), optimizer, self.update, self.steps)
             with torch.no_grad(): text = text_of(contexts)
         return (self.clip.logit_scale * feats[:, 0:1] @ text.transpose(1, 2)).float().softmax(-1)[:, 0] # the original views, (B, K)
+
+# %% ../nbs/25_tpt.ipynb #30f07347
+ttpt.methods.register("tpt", lambda s: TPT(n_views=s.n_views, steps=s.steps, seed=s.seed), "TPT: per-image entropy minimisation on confident views")
