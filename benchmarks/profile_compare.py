@@ -31,7 +31,7 @@ import ttpt
 from ttpt import prompts, views
 from ttpt.benchmark import SUITES
 from ttpt.experiments import STANDARD
-from ttpt.methods import compare
+from ttpt.compare import compare
 from ttpt.setup import Setup
 from ttpt.models import load_clip
 

@@ -21,7 +21,8 @@ from .datasets import check_data, class_mapping, resolve_dataset
 from .layouts import LAYOUTS
 from .evaluate import evaluate, merge_shards, runs_episodes
 from .experiments import ORDER, STANDARD
-from .methods import METHODS, compare, make_method
+from .compare import compare
+from .methods import METHODS, make_method
 from .miniclip import zeroshot_table
 from .models import MINICLIP, load_clip
 from .reports import print_comparison, summarise
