@@ -9,7 +9,6 @@ __all__ = ['tuning_loop', 'episode_prompt_embeddings', 'PromptTuner', 'TPT']
 from dataclasses import dataclass
 from typing import Callable
 
-import PIL.Image
 import torch
 
 from .checks import check_int
