@@ -52,5 +52,20 @@ def test_model_card_shows_targets_leverage_and_the_old_model_beside_the_new(tmp_
     assert "| sketch | 50.0 | 70.0 | +2.0 [+1.0, +3.0] | 49.0 | 69.0 |" in card  # new beside old
     assert "| photo | photo | 80.0 | 85.0 | +5.0 [+3.0, +7.0] |" in card
     assert "sketch 0.500, cartoon 0.600" in card
-    assert f"--steps {log['steps']} --threads {log['threads']}" in card
+    assert f"--steps {log['steps']} --stop_after {log['stop_after']} --threads {log['threads']}" in card
     assert "trained by the code of commit abc1234" in card
+
+
+def test_stop_after_is_the_full_runs_checkpoint_bit_for_bit(tmp_path):
+    from safetensors.torch import load_file
+    pretrain(seed=2, steps=4, batch_size=4, warmup=1, workers=0, log_every=0, checkpoint_every=2, checkpoint_dir=tmp_path)
+    stopped, log = pretrain(seed=2, steps=4, stop_after=2, batch_size=4, warmup=1, workers=0, log_every=0)
+    checkpoint = load_file(tmp_path / "step2.safetensors")
+    assert log["stop_after"] == 2 and len(log["loss"]) == 2
+    for name, weight in stopped.state_dict().items():
+        assert torch.equal(weight.half(), checkpoint[name]), name
+
+
+def test_stop_after_beyond_the_schedule_is_refused():
+    with pytest.raises(ValueError, match="stop_after must be at most steps"):
+        pretrain(steps=2, stop_after=3, batch_size=4, workers=0)

@@ -2,7 +2,7 @@
 import hashlib
 import numpy as np
 import pytest
-from ttpt.world import DOMAINS, PATTERNS, SEEN_PAIRS, UNSEEN_PAIRS, Scene, caption, render, rng_for, sample
+from ttpt.world import DOMAINS, PATTERN_WORDS, SEEN_PAIRS, UNSEEN_PAIRS, Scene, caption, render, rng_for, sample
 
 
 def _digest(seed, domain, n=6):
@@ -43,16 +43,42 @@ def test_unseen_pairs_are_held_out():
 def test_caption_mask_matches_words():
     rng = np.random.default_rng(0)
     for _ in range(50):
-        text, mask = caption(Scene(0, 3, 1, 0, 1, "photo"), rng)
-        assert ("red" in text) == bool(mask[0]) and ("star" in text) == bool(mask[1])
+        text, mask, _ = caption(Scene(0, 3, 1, 0, 1, "photo"), rng)
+        assert ("red" in text) == bool(mask[0]) and ("star" in text) == bool(mask[1]), (text, mask)
+        assert any(w in text for w in PATTERN_WORDS[1]) == bool(mask[2]), (text, mask)
 
 
 def test_caption_states_its_pattern_once():
     rng = np.random.default_rng(0)
     for i in range(400):
         scene = Scene(int(rng.integers(6)), int(rng.integers(8)), 1 + i % 3, 1, 1 + i % 3, "photo")
-        text, mask = caption(scene, rng)
-        assert text.split().count(PATTERNS[scene.pattern]) == int(mask[2]), (text, mask)  # once when stated, else never
+        text, _, _ = caption(scene, rng)
+        words = text.rstrip(".").split()
+        said = [w for w in words if w in PATTERN_WORDS[scene.pattern]]
+        assert len(said) <= 1, text
+
+
+@pytest.mark.parametrize("domain", DOMAINS)
+def test_caption_style_describes_its_domain(domain):
+    rng = np.random.default_rng(1)
+    seen = set()
+    for _ in range(200):
+        text, _, describes = caption(Scene(-1 if domain == "sketch" else 2, 0, 0, 0, 1, domain), rng)
+        assert describes[DOMAINS.index(domain)], (domain, text)  # a caption is always true of its own image
+        seen.add(tuple(describes))
+    assert tuple([True] * len(DOMAINS)) in seen and len(seen) >= 2, seen  # neutral and styled captions both occur
+
+
+def test_style_words_decide_positives():
+    import torch
+    from ttpt.pretrain import positive_pairs
+    attrs = torch.tensor([[0, 3, 0, 0, 1], [-1, 3, 0, 0, 1]])  # a red star photo and a star sketch
+    masks = torch.tensor([[False, True, False, False, True]] * 2)  # both captions say only "a star"
+    domains = torch.tensor([DOMAINS.index("photo"), DOMAINS.index("sketch")])
+    describes = torch.tensor([[d in ("photo", "hard") for d in DOMAINS], [d == "sketch" for d in DOMAINS]])  # "a photo of", "a sketch of"
+    assert positive_pairs(attrs, masks, domains, describes).tolist() == [[1, 0], [0, 1]]
+    neutral = torch.ones(2, len(DOMAINS), dtype=torch.bool)  # "an image of a star" describes both
+    assert positive_pairs(attrs, masks, domains, neutral).tolist() == [[1, 1], [1, 1]]
 
 
 def test_unknown_domain_is_a_clear_error():

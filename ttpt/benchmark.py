@@ -6,14 +6,14 @@
 from __future__ import annotations
 import numpy as np
 from torch.utils.data import Dataset
-from .world import (COLOURS, SHAPES, PATTERNS, SIZES, COUNTS, DOMAINS, SEEN_PAIRS, UNSEEN_PAIRS,
+from .world import (COLOURS, SHAPES, PATTERNS, SIZES, COUNTS, DOMAINS, SEEN_PAIRS, UNSEEN_PAIRS, is_unseen,
                         Scene, check_domain, render, rng_for)
 from .checks import check_classnames, check_int
 
 # %% auto #0
 __all__ = ['ALL_PAIRS', 'CLASS_ATTRIBUTES', 'SOURCE_CLASSES', 'BASE_CLASSES', 'NEW_CLASSES', 'SHAPE_CLASSES', 'COLOUR_CLASSES',
            'PATTERN_CLASSES', 'SIZE_CLASSES', 'COUNT_CLASSES', 'BENCHMARKS', 'SUITES', 'DEFAULT_N',
-           'TRAIN_STREAM_OFFSET', 'check_classes', 'WorldDataset', 'get_dataset', 'few_shot_source']
+           'TRAIN_STREAM_OFFSET', 'check_classes', 'new_arc', 'WorldDataset', 'get_dataset', 'few_shot_source']
 
 # %% ../nbs/12_benchmark.ipynb #31a0d34e
 def _pair_name(c:int, s:int)->str: return f"{COLOURS[c]} {SHAPES[s]}"
@@ -41,8 +41,21 @@ def check_classes(classes:list, # class names, in label order
 
 # %% ../nbs/12_benchmark.ipynb #3addca16
 SOURCE_CLASSES = [_pair_name(c, s) for c, s in SEEN_PAIRS]  # 36 seen colour×shape classes
-BASE_CLASSES = [_pair_name(c, s) for c, s in ALL_PAIRS if (c + s) % 4 in (1, 3)]  # 24 seen pairs
-NEW_CLASSES = [_pair_name(c, s) for c, s in ALL_PAIRS if (c + s) % 4 in (0, 2)]  # 12 unseen + 12 seen pairs
+
+def _hue_distance(a:int, b:int)->int:
+    "Steps between two colours on the hue circle red → orange → yellow → green → blue → purple → red."
+    d = abs(a - b) % len(COLOURS)
+    return min(d, len(COLOURS) - d)
+
+def new_arc(shape:int, # shape id
+           )->set:
+    "The colours of `shape` that go to the new classes: the arc of three neighbouring hues centred on its unseen colours."
+    held = [c for c in range(len(COLOURS)) if is_unseen(c, shape)]
+    centre = min(range(len(COLOURS)), key=lambda a: sum(_hue_distance(a, h) ** 2 for h in held))
+    return {(centre - 1) % len(COLOURS), centre, (centre + 1) % len(COLOURS)}
+
+BASE_CLASSES = [_pair_name(c, s) for c, s in ALL_PAIRS if c not in new_arc(s)]  # 24 seen pairs: per shape, three neighbouring hues
+NEW_CLASSES = [_pair_name(c, s) for c, s in ALL_PAIRS if c in new_arc(s)]  # 12 unseen + 12 seen pairs: per shape, the other three
 SHAPE_CLASSES = list(SHAPES)
 COLOUR_CLASSES = [f"{c} object" for c in COLOURS]
 PATTERN_CLASSES = [f"{p} object" for p in PATTERNS]

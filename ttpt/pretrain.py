@@ -18,41 +18,57 @@ from open_clip import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from torch.utils.data import DataLoader, Dataset
 
 # %% auto #0
-__all__ = ['PRETRAIN_STREAM', 'DOMAIN_MIX', 'CROP_SCALE', 'make_batch', 'positive_pairs', 'multi_positive_clip_loss',
-           'make_optimizer', 'lr_at', 'PretrainStream', 'stream_loader', 'pretrain', 'save_pretrained']
+__all__ = ['PRETRAIN_STREAM', 'DOMAIN_MIX', 'CROP_SCALE', 'PAIR_ZIPF', 'pair_frequencies', 'make_batch', 'positive_pairs',
+           'multi_positive_clip_loss', 'make_optimizer', 'lr_at', 'PretrainStream', 'stream_loader', 'pretrain',
+           'save_pretrained']
 
 # %% ../nbs/21_pretrain.ipynb #c5773892
 PRETRAIN_STREAM = 1000  # rng stream id of pretraining data (benchmark sets use other ids)
-DOMAIN_MIX = {"photo": 0.9755, "sketch": 0.002, "cartoon": 0.005, "corrupted": 0.0075, "hard": 0.01}  # P(domain) of the stream
+DOMAIN_MIX = {"photo": 0.92, "sketch": 0.02, "cartoon": 0.02, "corrupted": 0.02, "hard": 0.02}  # P(domain) of the stream
 CROP_SCALE = (0.6, 1.0)  # area range of the pretraining crops
+PAIR_ZIPF = 1.0  # web concepts are long-tailed: the k-th most frequent seen pair is drawn ∝ 1 / k^PAIR_ZIPF
+
+def pair_frequencies(zipf:float=PAIR_ZIPF, # the exponent s of P(k-th most frequent pair) ∝ 1 / k^s; 0 is uniform
+                    )->np.ndarray:
+    "P(pair) over `SEEN_PAIRS` in the pretraining stream: a Zipf law over a fixed random order of the pairs, (36,)."
+    rank = np.random.default_rng(0).permutation(len(SEEN_PAIRS)) + 1  # pair i is the rank[i]-th most frequent
+    weights = rank.astype(np.float64) ** -float(zipf)
+    return weights / weights.sum()
 
 def make_batch(seed:int,        # run seed
                step:int,        # training step
                batch_size:int,  # images per batch
                augment:bool=True, # apply random-resized crop + flip
                domain_mix:dict|None=None, # P(domain) of the stream; None: `DOMAIN_MIX`
+               pair_zipf:float=PAIR_ZIPF, # long tail of the colour×shape pairs (`pair_frequencies`)
               )->dict:
-    "One deterministic pretraining batch: images (B,3,H,W), captions, attributes (B,A) and caption masks (B,A)."
+    "One deterministic pretraining batch: images (B,3,H,W), captions, attributes (B,A), caption masks (B,A), domain ids (B,) and the domains each caption describes (B,D)."
     mix = DOMAIN_MIX if domain_mix is None else domain_mix
     domains, p = list(mix), np.array(list(mix.values()), dtype=np.float64)
-    images, texts, attrs, masks = [], [], [], []
+    pair_p = pair_frequencies(pair_zipf)
+    images, texts, attrs, masks, domain_ids, describes = [], [], [], [], [], []
     for b in range(batch_size):
         rng = rng_for(seed, PRETRAIN_STREAM, step * batch_size + b)
-        scene = sample_scene(rng, domains[rng.choice(len(domains), p=p / p.sum())], SEEN_PAIRS)
-        text, mask = caption(scene, rng)
+        scene = sample_scene(rng, domains[rng.choice(len(domains), p=p / p.sum())], SEEN_PAIRS, pair_p=pair_p)
+        text, mask, fits = caption(scene, rng)
         img = render(scene, rng)
         images.append(crop_flip_view(img, rng, IMAGE_SIZE, scale=CROP_SCALE) if augment else img)
         texts.append(text); attrs.append(scene.attributes()); masks.append(mask)
+        domain_ids.append(DOMAINS.index(scene.domain)); describes.append(fits)
     return dict(images=torch.from_numpy(normalise(images, OPENAI_DATASET_MEAN, OPENAI_DATASET_STD)), texts=texts,
-                attrs=torch.from_numpy(np.stack(attrs)), masks=torch.from_numpy(np.stack(masks)))
+                attrs=torch.from_numpy(np.stack(attrs)), masks=torch.from_numpy(np.stack(masks)),
+                domains=torch.tensor(domain_ids), describes=torch.from_numpy(np.stack(describes)))
 
 # %% ../nbs/21_pretrain.ipynb #27504005
-def positive_pairs(attrs:torch.Tensor, # (B, A) attribute ids of each image
-                   masks:torch.Tensor, # (B, A) which attributes each caption states
+def positive_pairs(attrs:torch.Tensor,     # (B, A) attribute ids of each image
+                   masks:torch.Tensor,     # (B, A) which attributes each caption states
+                   domains:torch.Tensor,   # (B,) domain id of each image
+                   describes:torch.Tensor, # (B, D) which domains each caption's template describes
                   )->torch.Tensor:
-    "P[i, j] = 1 when image i has every attribute caption j states, (B, B) float."
+    "P[i, j] = 1 when image i has every attribute caption j states and is in a style caption j describes, (B, B) float."
     agree = (attrs[:, None, :] == attrs[None, :, :]) | ~masks[None, :, :]  # (B images, B captions, A)
-    return agree.all(-1).float()
+    style_fits = describes[:, domains].T  # (B images, B captions): caption j's template describes image i's domain
+    return (agree.all(-1) & style_fits).float()
 
 def multi_positive_clip_loss(image_features:torch.Tensor, # (B, D) normalised
                              text_features:torch.Tensor,  # (B, D) normalised
@@ -98,10 +114,12 @@ class PretrainStream(Dataset):
                  batch_size:int, # images per batch
                  domain_mix:dict|None=None, # P(domain) of the stream; None: `DOMAIN_MIX`
                  start:int=0, # first step
+                 pair_zipf:float=PAIR_ZIPF, # long tail of the colour×shape pairs
                 ):
         self.seed, self.steps, self.batch_size, self.domain_mix, self.start = seed, steps, batch_size, domain_mix, start
+        self.pair_zipf = pair_zipf
     def __len__(self): return self.steps - self.start
-    def __getitem__(self, k): return make_batch(self.seed, self.start + k, self.batch_size, domain_mix=self.domain_mix)
+    def __getitem__(self, k): return make_batch(self.seed, self.start + k, self.batch_size, domain_mix=self.domain_mix, pair_zipf=self.pair_zipf)
 
 def stream_loader(stream:PretrainStream, # the batches to render
                   workers:int=1, # rendering processes (0: render in this process)
@@ -112,13 +130,15 @@ def stream_loader(stream:PretrainStream, # the batches to render
 
 # %% ../nbs/21_pretrain.ipynb #cad2f115
 def pretrain(seed:int=0,              # seeds model init and the data stream
-             steps:int=1500,           # optimisation steps
+             steps:int=1500,           # length of the learning-rate schedule
+             stop_after:int|None=None, # stop after this many steps of that schedule (the shipped model: 1000); None: all
              batch_size:int=256,       # images (and captions) per step
              lr:float=1e-3,            # peak learning rate
              warmup:int=40,            # linear warm-up steps
              weight_decay:float=0.1,   # AdamW decay on weight matrices
              logit_scale_lr_mult:float=10.0, # learning-rate boost of the logit scale
              domain_mix:dict|None=None, # P(domain) of the stream; None: `DOMAIN_MIX`
+             pair_zipf:float=PAIR_ZIPF, # long tail of the colour×shape pairs (`pair_frequencies`)
              threads:int|None=1,       # torch CPU threads (fixed for reproducibility); None leaves the setting
              workers:int=1,            # DataLoader processes rendering batches ahead (0: render in this process)
              device:str="cpu",         # where the model trains ("cuda" on a GPU)
@@ -129,6 +149,8 @@ def pretrain(seed:int=0,              # seeds model init and the data stream
             )->tuple:
     "Pretrain a CLIP from scratch on the world's caption stream; returns (model, log dict)."
     seed, steps, batch_size = check_int(seed, "seed", 0), check_int(steps, "steps", 1), check_int(batch_size, "batch_size", 2)
+    stop = steps if stop_after is None else check_int(stop_after, "stop_after", 1)
+    if stop > steps: raise ValueError(f"stop_after must be at most steps ({steps}), got {stop}")
     mix = dict(DOMAIN_MIX if domain_mix is None else domain_mix)
     if set(mix) - set(DOMAINS) or min(mix.values()) < 0 or sum(mix.values()) <= 0:
         raise ValueError(f"domain_mix must map domains of {DOMAINS} to non-negative weights, got {mix}")
@@ -142,21 +164,21 @@ def pretrain(seed:int=0,              # seeds model init and the data stream
     log = dict(step=[], loss=[], logit_scale=[], seconds=[])
     settings = dict(seed=seed, steps=steps, batch_size=batch_size, lr=lr, warmup=warmup, weight_decay=weight_decay,
                     logit_scale_lr_mult=logit_scale_lr_mult, threads=threads, workers=workers, device=str(device),
-                    model_name=model_name, domain_mix=mix)
+                    model_name=model_name, domain_mix=mix, pair_zipf=pair_zipf, stop_after=stop)
     t0 = time.perf_counter()
-    for step, batch in enumerate(stream_loader(PretrainStream(seed, steps, batch_size, mix), workers)):
+    for step, batch in enumerate(stream_loader(PretrainStream(seed, stop, batch_size, mix, pair_zipf=pair_zipf), workers)):
         for g in opt.param_groups: g["lr"] = lr_at(step, steps, lr, warmup) * g["lr_mult"]
         img = F.normalize(model.encode_image(batch["images"].to(device)), dim=-1)  # (B, D)
         txt = F.normalize(model.encode_text(tokenizer(batch["texts"]).to(device)), dim=-1)  # (B, D)
-        positives = positive_pairs(batch["attrs"], batch["masks"]).to(device)  # (B, B)
+        positives = positive_pairs(batch["attrs"], batch["masks"], batch["domains"], batch["describes"]).to(device)  # (B, B)
         loss = multi_positive_clip_loss(img, txt, model.logit_scale.exp(), positives)
         opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
         with torch.no_grad(): model.logit_scale.clamp_(0, math.log(100))
         log["step"].append(step); log["loss"].append(loss.item())
         log["logit_scale"].append(model.logit_scale.exp().item()); log["seconds"].append(time.perf_counter() - t0)
-        if log_every and (step % log_every == 0 or step == steps - 1):
+        if log_every and (step % log_every == 0 or step == stop - 1):
             print(f"step {step:5d}  loss {loss.item():.3f}  scale {log['logit_scale'][-1]:.1f}  {log['seconds'][-1]:.0f}s", flush=True)
-        if checkpoint_every and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
+        if checkpoint_every and (step + 1) % checkpoint_every == 0 and step + 1 < stop:
             model.eval()
             save_pretrained(model, {**log, **settings, "wall_seconds": log["seconds"][-1]}, Path(checkpoint_dir)/f"step{step + 1}.safetensors")
             model.train()

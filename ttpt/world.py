@@ -11,9 +11,10 @@ from PIL import Image, ImageDraw, ImageFilter
 from .checks import check_int
 
 # %% auto #0
-__all__ = ['COLOURS', 'COLOUR_RGB', 'SHAPES', 'SHAPE_PLURALS', 'PATTERNS', 'SIZES', 'COUNTS', 'DOMAINS', 'IMAGE_SIZE',
-           'SEEN_PAIRS', 'UNSEEN_PAIRS', 'ATTRIBUTES', 'DOMAIN_TEMPLATES', 'SUPERSAMPLE', 'CORRUPTIONS', 'RENDERERS',
-           'DOMAIN_COUNT_P', 'is_unseen', 'Scene', 'caption', 'shape_mask', 'edge_of', 'pattern_map', 'render_photo',
+__all__ = ['COLOURS', 'COLOUR_RGB', 'SHAPES', 'SHAPE_PLURALS', 'PATTERNS', 'PATTERN_WORDS', 'SIZES', 'COUNTS', 'DOMAINS',
+           'IMAGE_SIZE', 'SEEN_PAIRS', 'UNSEEN_PAIRS', 'ATTRIBUTES', 'NEUTRAL_TEMPLATES', 'STYLE_TEMPLATES',
+           'NEUTRAL_P', 'DOMAIN_WORDS', 'SUPERSAMPLE', 'HUE_JITTER', 'CORRUPTIONS', 'RENDERERS', 'DOMAIN_COUNT_P',
+           'is_unseen', 'Scene', 'template_domains', 'caption', 'shape_mask', 'edge_of', 'pattern_map', 'render_photo',
            'render_sketch', 'render_cartoon', 'corrupt', 'render_corrupted', 'render_hard', 'check_domain', 'render',
            'rng_for', 'sample_scene', 'sample']
 
@@ -22,7 +23,9 @@ COLOURS = ("red", "orange", "yellow", "green", "blue", "purple")  # colour names
 COLOUR_RGB = np.array([(215, 35, 35), (245, 135, 20), (235, 215, 30), (40, 160, 55), (35, 75, 215), (135, 50, 185)], np.float32)  # (6, 3) base RGB
 SHAPES = ("circle", "square", "triangle", "star", "cross", "heart", "ring", "crescent")  # shape names, index = shape id
 SHAPE_PLURALS = ("circles", "squares", "triangles", "stars", "crosses", "hearts", "rings", "crescents")
-PATTERNS = ("plain", "striped", "dotted", "checkered")  # surface patterns, index = pattern id
+PATTERNS = ("plain", "striped", "dotted", "checkered")  # surface patterns, index = pattern id (the class names use these words)
+PATTERN_WORDS = (("plain", "solid"), ("striped", "stripy", "zebra"), ("dotted", "spotted", "polka-dot"),
+                 ("checkered", "chequered", "plaid"))  # the words captions use for each pattern; the first is the canonical one
 SIZES = ("small", "large")  # object sizes, index = size id
 COUNTS = ("one", "two", "three")  # number of identical objects in a scene, index = count - 1
 DOMAINS = ("photo", "sketch", "cartoon", "corrupted", "hard")  # rendering styles; photo is the source
@@ -54,28 +57,46 @@ class Scene:
         "Attribute vector in `ATTRIBUTES` order."
         return np.array([self.colour, self.shape, self.pattern, self.size, self.count], np.int64)
 
-DOMAIN_TEMPLATES = {  # caption templates per domain; {} is the object phrase
-    "photo": ("a photo of {}.", "a picture of {}.", "an image of {}.", "a close-up photo of {}.",
-              "a good photo of {}.", "{}.", "a rendering of {}.", "a cropped photo of {}."),
-    "sketch": ("a sketch of {}.", "a pencil drawing of {}.", "a black and white sketch of {}.", "a drawing of {}."),
-    "cartoon": ("a cartoon of {}.", "a rendition of {}.", "a colourful drawing of {}.", "an illustration of {}."),
-    "corrupted": ("a blurry photo of {}.", "a noisy photo of {}.", "a low quality photo of {}.", "a pixelated photo of {}."),
-    "hard": ("a photo of {}.", "a cluttered photo of {}.", "a photo of {} among other things.", "a messy scene with {}."),
+NEUTRAL_TEMPLATES = ("an image of {}.", "a picture of {}.", "{}.", "a rendering of {}.")  # state no style: true of any image
+STYLE_TEMPLATES = {  # templates that state a style -> the domains whose images they truly describe
+    "a photo of {}.": ("photo", "hard"), "a close-up photo of {}.": ("photo", "hard"), "a good photo of {}.": ("photo", "hard"),
+    "a cropped photo of {}.": ("photo", "hard"),
+    "a sketch of {}.": ("sketch",), "a pencil drawing of {}.": ("sketch",), "a black and white sketch of {}.": ("sketch",),
+    "a drawing of {}.": ("sketch", "cartoon"),
+    "a cartoon of {}.": ("cartoon",), "an illustration of {}.": ("cartoon",), "a colourful drawing of {}.": ("cartoon",),
+    "a blurry photo of {}.": ("corrupted",), "a noisy photo of {}.": ("corrupted",), "a low quality photo of {}.": ("corrupted",),
+    "a pixelated photo of {}.": ("corrupted",),
+    "a cluttered photo of {}.": ("hard",), "a photo of {} among other things.": ("hard",), "a messy scene with {}.": ("hard",),
 }
+NEUTRAL_P = 0.3  # share of captions that state no style
+DOMAIN_WORDS = {"photo": "a photo of {}.", "sketch": "a sketch of {}.", "cartoon": "a cartoon of {}.",
+                "corrupted": "a blurry photo of {}.", "hard": "a cluttered photo of {}."}  # each domain's own caption template
+
+def template_domains(template:str, # a caption template with one {}
+                    )->tuple:
+    "The domains whose images a caption made from `template` truly describes (every domain for a neutral template)."
+    if template in NEUTRAL_TEMPLATES: return DOMAINS
+    if template not in STYLE_TEMPLATES: raise ValueError(f"unknown caption template {template!r}")
+    return STYLE_TEMPLATES[template]
 
 def _article(word:str)->str: return "an" if word[0] in "aeiou" else "a"
 
+def _pattern_word(pattern:int, rng:np.random.Generator)->str:
+    "The canonical pattern word half of the time, else one of its synonyms."
+    words = PATTERN_WORDS[pattern]
+    return words[0] if rng.random() < 0.5 else words[1 + rng.integers(len(words) - 1)]
+
 def caption(scene:Scene,          # what is drawn
             rng:np.random.Generator, # source of the caption's randomness
-           )->tuple[str, np.ndarray]:
-    "A web-like caption of `scene` and the mask of the attributes it states (in `ATTRIBUTES` order)."
+           )->tuple[str, np.ndarray, np.ndarray]:
+    "A web-like caption of `scene`, the mask of the attributes it states (`ATTRIBUTES` order) and the domains it describes (`DOMAINS` order)."
     says_colour = scene.colour >= 0 and rng.random() > 0.25  # a quarter of captions drop the colour
     says_shape = rng.random() > 0.1                           # 10% say "object"/"shape" instead
     if not (says_colour or says_shape): says_shape = rng.random() > 0.5
     says_pattern = rng.random() < (0.2 if scene.pattern == 0 else 0.6)
     says_size = rng.random() < 0.4
     pattern_first = says_pattern and rng.random() < 0.5       # "striped red" or "red striped"
-    pattern = [PATTERNS[scene.pattern]] if says_pattern else []
+    pattern = [_pattern_word(scene.pattern, rng)] if says_pattern else []
     words = ([SIZES[scene.size]] if says_size else []) + (pattern if pattern_first else []) \
           + ([COLOURS[scene.colour]] if says_colour else []) + ([] if pattern_first else pattern)
     if scene.count == 1:
@@ -85,10 +106,14 @@ def caption(scene:Scene,          # what is drawn
     else:
         noun = SHAPE_PLURALS[scene.shape] if says_shape else ("objects", "shapes", "things")[rng.integers(3)]
         phrase = " ".join([COUNTS[scene.count - 1]] + words + [noun])
-    templates = DOMAIN_TEMPLATES[scene.domain]
-    text = templates[rng.integers(len(templates))].format(phrase)
+    if rng.random() < NEUTRAL_P: template = NEUTRAL_TEMPLATES[rng.integers(len(NEUTRAL_TEMPLATES))]
+    else:
+        styled = [t for t, ds in STYLE_TEMPLATES.items() if scene.domain in ds]
+        template = styled[rng.integers(len(styled))]
     mask = np.array([says_colour, says_shape, says_pattern, says_size, True])  # count is always stated ("a" or "two")
-    return text, mask
+    describes = np.array([d in template_domains(template) for d in DOMAINS])
+    return template.format(phrase), mask, describes
+
 
 # %% ../nbs/10_world.ipynb #ac066d3f
 SUPERSAMPLE = 2  # masks are drawn at this multiple of the image size and box-filtered down
@@ -163,14 +188,25 @@ def pattern_map(pattern:int,              # pattern id
     return ((np.floor((xx + ox) / period) + np.floor((yy + oy) / period)) % 2).astype(np.float32)  # checkered
 
 # %% ../nbs/10_world.ipynb #87d80a8c
+HUE_JITTER = 22.0  # s.d. of an object's hue about its colour's base hue, in degrees: neighbouring colour names overlap
+
+def _hue_shift(rgb:np.ndarray, degrees:float)->np.ndarray:
+    "Rotate an RGB colour's hue about the grey axis, (3,)."
+    a = math.radians(degrees); c, s = math.cos(a), math.sin(a)
+    k = 1 / 3; sq = math.sqrt(k)
+    m = np.array([[c + (1 - c) * k, k * (1 - c) - sq * s, k * (1 - c) + sq * s],
+                  [k * (1 - c) + sq * s, c + (1 - c) * k, k * (1 - c) - sq * s],
+                  [k * (1 - c) - sq * s, k * (1 - c) + sq * s, c + (1 - c) * k]], np.float32)
+    return np.clip(m @ rgb, 0, 255)
+
 def _jitter_colour(colour:int, rng:np.random.Generator, amount:float=18.0)->np.ndarray:
-    "Base RGB of a colour with per-channel jitter, (3,)."
-    return np.clip(COLOUR_RGB[colour] + rng.normal(0, amount, 3), 0, 255)
+    "Base RGB of a colour, hue rotated by N(0, `HUE_JITTER`) degrees, with per-channel jitter, (3,)."
+    return np.clip(_hue_shift(COLOUR_RGB[colour], rng.normal(0, HUE_JITTER)) + rng.normal(0, amount, 3), 0, 255)
 
 def _radius(size:int, count:int, rng:np.random.Generator)->float:
-    "Object radius in pixels: large 15–21, small 9–13; multi-object scenes use 7–11."
-    if count > 1: return rng.uniform(7, 11)
-    return rng.uniform(15, 21) if size == 1 else rng.uniform(9, 13)
+    "Object radius in pixels: large 12–18, small 7–11; multi-object scenes use 7–10."
+    if count > 1: return rng.uniform(7, 10)
+    return rng.uniform(12, 18) if size == 1 else rng.uniform(7, 11)
 
 def _centres(count:int, r:float, rng:np.random.Generator, margin:float=1.0)->list:
     "Non-overlapping object centres inside the image (rejection sampling, deterministic)."
@@ -247,15 +283,6 @@ def render_sketch(scene:Scene,             # what to draw (its colour is ignored
     return _to_image(np.repeat(g[..., None], 3, -1))
 
 # %% ../nbs/10_world.ipynb #124caf14
-def _hue_shift(rgb:np.ndarray, degrees:float)->np.ndarray:
-    "Rotate an RGB colour's hue about the grey axis, (3,)."
-    a = math.radians(degrees); c, s = math.cos(a), math.sin(a)
-    k = 1 / 3; sq = math.sqrt(k)
-    m = np.array([[c + (1 - c) * k, k * (1 - c) - sq * s, k * (1 - c) + sq * s],
-                  [k * (1 - c) + sq * s, c + (1 - c) * k, k * (1 - c) - sq * s],
-                  [k * (1 - c) - sq * s, k * (1 - c) + sq * s, c + (1 - c) * k]], np.float32)
-    return np.clip(m @ rgb, 0, 255)
-
 def render_cartoon(scene:Scene,             # what to draw (needs a colour)
                    rng:np.random.Generator, # all of the rendering's randomness
                   )->Image.Image:
@@ -360,9 +387,10 @@ def sample_scene(rng:np.random.Generator,   # source of randomness
                  domain:str="photo",         # rendering style
                  pairs:tuple=SEEN_PAIRS,     # allowed (colour, shape) pairs
                  count_p:tuple|None=None,    # P(count = 1, 2, 3); None = the domain's default
+                 pair_p:np.ndarray|None=None, # P(pair) over `pairs`; None = uniform
                 )->Scene:
     "A random scene from the allowed colour×shape pairs."
-    c, s = pairs[rng.integers(len(pairs))]
+    c, s = pairs[rng.integers(len(pairs)) if pair_p is None else rng.choice(len(pairs), p=pair_p)]
     count = int(rng.choice(3, p=DOMAIN_COUNT_P[check_domain(domain)] if count_p is None else count_p)) + 1
     return Scene(-1 if domain == "sketch" else int(c), int(s), int(rng.integers(len(PATTERNS))),
                  int(rng.integers(len(SIZES))), count, domain)
@@ -375,5 +403,5 @@ def sample(seed:int,           # run seed, ≥ 0
     "Deterministic (image, caption, scene) for one index of a seeded stream."
     rng = rng_for(seed, stream, index)
     scene = sample_scene(rng, domain)
-    text, _ = caption(scene, rng)
+    text, _, _ = caption(scene, rng)
     return render(scene, rng), text, scene
