@@ -1,6 +1,7 @@
 """The shared platform: batched = per-image predictions, cached = uncached view features, settings in the fingerprint,
 and the layering (the data module imports no model code; nothing but the CLI imports the CLI)."""
 import ast
+import io
 from pathlib import Path
 
 import pandas as pd
@@ -11,6 +12,7 @@ from ttpt.benchmark import few_shot_source, get_dataset
 from ttpt.coop import CoOp, train_coop
 from ttpt.identity import method_config, run_fingerprint
 from ttpt.evaluate import evaluate
+from ttpt.reports import print_comparison
 from ttpt.features import ViewCache
 from ttpt.models import load_clip
 from ttpt.ctpt import CTPT
@@ -48,6 +50,10 @@ def test_cached_equals_uncached(clip, context, name, tmp_path):
     reading = evaluate(make(), data, clip, view_cache=ViewCache(tmp_path), progress=False)  # reads back, as a later run would
     pd.testing.assert_frame_equal(fresh[COLUMNS], filling[COLUMNS])
     pd.testing.assert_frame_equal(fresh[COLUMNS], reading[COLUMNS])
+    assert (fresh["views_read"].iloc[0], filling["views_read"].iloc[0], reading["views_read"].iloc[0]) == (0, 0, 1)  # who paid for the views
+    printed = io.StringIO()
+    print_comparison(pd.concat([filling, reading.assign(method="reader")]), baseline=filling["method"].iloc[0], file=printed)
+    assert "read from the shared cache" in printed.getvalue(), printed.getvalue()
 
 
 def test_every_setting_is_in_the_fingerprint():

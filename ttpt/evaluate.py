@@ -233,6 +233,8 @@ def evaluate(method, # a method (see the method protocol): `name`, `prepare`, `p
         _prepare(method, clip, classes)
         prepare_seconds, prepare_memory_mb = time.perf_counter() - start, meter.peak_mb()
         if view_cache is not None: view_cache.attach(method, clip, dataset)
+        features = getattr(method, "view_features", None) # a view method's `ViewFeatures` counts the images it encoded and read
+        read_before = getattr(features, "read", 0)
         todo = [i for i in mine if i not in done]
         batched = hasattr(method, "predict_batch") and batch_size > 1
         if batched and clip is None: raise ValueError(f"method {method.name!r} predicts batches preprocessed for a model, but clip is None: pass the LoadedCLIP")
@@ -254,7 +256,7 @@ def evaluate(method, # a method (see the method protocol): `name`, `prepare`, `p
                 done[index] = _parse_row(line) # exactly what the file holds
                 bar.update()
         run = {"images": len(todo), "seconds": time.perf_counter() - start, "batched": batched, "workers": workers, "episodes": episodes,
-               "view_cache": view_cache is not None, "prepare_seconds": prepare_seconds, "prepare_memory_mb": prepare_memory_mb,
+               "view_cache": view_cache is not None, "views_read": getattr(features, "read", 0) - read_before, "prepare_seconds": prepare_seconds, "prepare_memory_mb": prepare_memory_mb,
                "memory_kind": meter.kind, "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         if path is not None and todo: _record_run(path, run)
         if not todo and path is not None: run = _largest_run(path) or run
@@ -266,7 +268,7 @@ def evaluate(method, # a method (see the method protocol): `name`, `prepare`, `p
     if skipped.any() and progress: print(f"{method.name} · {dataset.name}: {int(skipped.sum())} unreadable images skipped", file=sys.stderr)
     return results.assign(correct=(results["prediction"] == results["label"]) & ~skipped, skipped=skipped, memory_kind=run["memory_kind"],
                           prepare_seconds=run["prepare_seconds"], prepare_memory_mb=run["prepare_memory_mb"],
-                          images_per_s=images_per_s)
+                          images_per_s=images_per_s, views_read=run.get("views_read", math.nan) / run["images"] if run["images"] else math.nan)
 
 # %% ../nbs/18_evaluate.ipynb #6e99dfa2
 def merge_shards(method, # the method the shards ran

@@ -33,6 +33,7 @@ class ViewFeatures:
                 ):
         self.clip, self.views, self.store = clip, views, store
         self.prefetched = {} # index -> views made ahead (by the harness's worker processes)
+        self.encoded = self.read = 0 # images whose views this object encoded / read from its store
 
     def __call__(self, image, # the raw test image
                  index:int, # its dataset index: with the view seed, all of its views' randomness
@@ -40,7 +41,10 @@ class ViewFeatures:
         "The views' features of image `index`, (N, D), computed at most once per store."
         made = self.prefetched.pop(index, None)
         cached = None if self.store is None else self.store.get(index)
-        if cached is not None: return cached.to(self.clip.device)
+        if cached is not None:
+            self.read += 1
+            return cached.to(self.clip.device)
+        self.encoded += 1
         feats = image_features(self.clip, self.views(image, index) if made is None else made) # (N, D)
         if self.store is not None: self.store.put(index, feats)
         return feats

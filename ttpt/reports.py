@@ -73,6 +73,7 @@ def summarise(results:pd.DataFrame, # per-image rows from `evaluate` (one or sev
                "confidence": 100 * group["confidence"].mean(),
                "ece": 100 * expected_calibration_error(group["confidence"], group["correct"]),
                "images_per_s": group["images_per_s"].iloc[0],
+               "views_read": group["views_read"].iloc[0] if "views_read" in group else math.nan,
                "peak_memory_mb": max(group["memory_mb"].max(), group["prepare_memory_mb"].max()),
                "memory_kind": group["memory_kind"].iloc[0], "prepare_s": group["prepare_seconds"].max()}
         base = results[(results["method"] == baseline) & (results["dataset"] == dataset)]
@@ -187,6 +188,9 @@ def print_comparison(results:pd.DataFrame, # per-image results of several method
     print("\nTop-1 accuracy (%)\n" + comparison_table(summary).round(1).to_string(), file=file)
     print("\nExpected calibration error (%, 15 bins)\n" + comparison_table(summary, "ece").round(1).to_string(), file=file)
     print("\nImages per second (each run, data loading included)\n" + comparison_table(summary, "images_per_s", mean=False).round(1).to_string(), file=file)
+    if (summary["views_read"] > 0).any():
+        print("\nShare of images whose views' features the run read from the shared cache (those images/s leave out encoding\n"
+              "the views, which the run that encoded them paid)\n" + comparison_table(summary, "views_read", mean=False).round(2).to_string(), file=file)
     if baseline in set(results["method"]) and results["method"].nunique() > 1:
         print(f"\nDifference to {baseline} on the same images (points; 95% paired bootstrap CI; exact McNemar p; * : CI excludes 0)\n"
               + format_differences(difference_table(results, baseline)).to_string(index=False), file=file)
