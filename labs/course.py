@@ -12,13 +12,15 @@ import io
 import json
 import os
 import re
+import signal
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import nbformat
 import otter.assign
-import otter.run
 from nbclient import NotebookClient
 
 from mistakes import WRONG_ANSWERS
@@ -65,13 +67,37 @@ def autograder_zip(out:str|Path) -> Path:
     return zips[-1]
 
 
+GRADE_TIMEOUT = 600 # seconds one `otter run` may take: its notebook execution has no timeout of its own, and can stall
+
+
+def _otter_run(submission:Path, autograder:Path, folder:str, debug:bool, timeout:int) -> subprocess.CompletedProcess:
+    "`otter run` in its own process group, which is killed (with the kernel it started) after `timeout` seconds."
+    command = [sys.executable, "-m", "otter", "run", "-a", str(autograder), "-o", folder, "--no-logo", *(["--debug"] if debug else []), str(submission)]
+    process = subprocess.Popen(command, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try: out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        raise
+    return subprocess.CompletedProcess(command, process.returncode, out, err)
+
+
 def grade(submission:str|Path, # a student's notebook
           autograder:str|Path, # the lab's autograder zip
           debug:bool=False, # stop at the first error in the submission instead of grading what ran
+          timeout:int=GRADE_TIMEOUT, # seconds one try may take
+          tries:int=2, # tries before a stalled grading is an error
          ) -> dict:
-    "Autograde one submission locally with `otter run`: {question: (score, max score)} and the feedback text."
+    "Autograde one submission locally with `otter run` in a fresh process: {question: (score, max score)} and the feedback text."
+    submission, autograder = Path(submission).resolve(), Path(autograder).resolve()
     with tempfile.TemporaryDirectory() as folder:
-        with _quiet_in(folder): otter.run.main(str(Path(submission).resolve()), autograder=str(Path(autograder).resolve()), output_dir=folder, no_logo=True, debug=debug)
+        for attempt in range(1, tries + 1):
+            try:
+                done = _otter_run(submission, autograder, folder, debug, timeout)
+                break
+            except subprocess.TimeoutExpired:
+                if attempt == tries: raise TimeoutError(f"grading {submission.name} took over {timeout} s, {tries} times") from None
+        if done.returncode != 0: raise RuntimeError(f"otter could not grade {submission.name}: {done.stderr.strip()[-2000:]}")
         results = json.loads((Path(folder)/"results.json").read_text())
     scores = {t["name"]: (t["score"], t["max_score"]) for t in results["tests"] if t["name"] != "Public Tests"}
     feedback = "\n".join(t.get("output", "") for t in results["tests"])

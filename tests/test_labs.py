@@ -107,6 +107,14 @@ def test_blank_submission_runs_and_scores_zero(lab, generated):
     assert top > 0 and points == 0, f"{lab}: a blank submission scored {points} / {top}: {result['scores']}"
 
 
+def test_a_stalled_grading_is_killed_and_reported(generated):
+    "Otter's notebook execution has no timeout: a grading that takes too long is killed, tried again, then reported in one line."
+    lab = "02_views_selection"
+    out = generated[lab]
+    with pytest.raises(TimeoutError, match="took over 1 s, 2 times"):
+        course.grade(out/"student"/f"{lab}.ipynb", course.autograder_zip(out), timeout=1)
+
+
 def test_filled_in_and_wrong_submissions_are_autograded(generated, tmp_path):
     lab = "02_views_selection"
     out = generated[lab]
