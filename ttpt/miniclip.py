@@ -197,6 +197,7 @@ default model of ttpt. It is a teaching and testing stand-in for CLIP, not a gen
 - `{Path(weights).with_suffix('.log.json').name}`: the run's settings and its loss, logit scale and wall time at every step.
 - `ttpt-miniclip-v2.zeroshot.csv`, `ttpt-miniclip-v2.reliability.csv`, `ttpt-miniclip-v2.leverage.csv`: measurements of
   the model this one replaced (and `-v1` of the one before it); their weights are in the git history.
+- `ttpt-miniclip-checkpoints.targets.csv`: the targets of the pilot run's checkpoints, by which the stopping step was chosen.
 - Training curves, reliability diagrams and the prompt-leverage tables of both models: `nbs/21_pretrain.ipynb` and `nbs/30_miniclip.ipynb`.
 
 ## Config (open_clip model config "{log['model_name']}")
