@@ -30,7 +30,7 @@ class STSS(Episodic):
     "Sharpness-based view selection (TLLA's test stage): entropy + λ·worst entropy rise under R prompt perturbations; the flattest views vote."
     context:str|torch.Tensor=CONTEXT_PHRASE # the prompt: a phrase, or a trained (M, W) context (SAPT's for TLLA)
     keep:float=30/64 # s/N, the fraction of views that vote (s = 30 of 64: chosen on validation renders, below)
-    directions:int=1 # R, random directions in context space (chosen on validation renders, below)
+    directions:int=16 # R, random directions in context space (chosen on validation renders, below)
     radius:float=0.5 # ρ', the perturbation's size
     sharpness_weight:float=1.0 # λ (0: select by entropy alone)
     vote:str="majority" # "majority": the kept views' argmax votes; "average": their mean probabilities
