@@ -73,7 +73,8 @@ GRADE_TIMEOUT = 600 # seconds one `otter run` may take: its notebook execution h
 def _otter_run(submission:Path, autograder:Path, folder:str, debug:bool, timeout:int) -> subprocess.CompletedProcess:
     "`otter run` in its own process group, which is killed (with the kernel it started) after `timeout` seconds."
     command = [sys.executable, "-m", "otter", "run", "-a", str(autograder), "-o", folder, "--no-logo", *(["--debug"] if debug else []), str(submission)]
-    process = subprocess.Popen(command, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    process = subprocess.Popen(command, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                               env={**os.environ, "TTPT_NO_WIDGETS": "1"}) # explorers draw their static figure: no browser here
     try: out, err = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
@@ -158,6 +159,7 @@ def execute(notebook:str|Path, # a notebook to run top to bottom, in its own fol
            ) -> float:
     "Execute a notebook in place (outputs kept) and return the seconds it took."
     nb, start = nbformat.read(notebook, 4), time.perf_counter()
+    os.environ["TTPT_NO_WIDGETS"] = "1" # the kernel inherits it: explorers draw their static figure (nbclient can block on widgets)
     NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(Path(notebook).parent)}}).execute()
     seconds = time.perf_counter() - start
     nbformat.write(nb, notebook)
