@@ -22,7 +22,7 @@ def test_help_lists_commands():
 
 
 def test_compare_prints_tables_and_resumes(tmp_path):
-    args = ("compare", "--datasets", "photo", "--methods", "zeroshot", "zero", "--n", "4", "--views", "16", "--out", str(tmp_path))
+    args = ("compare", "--datasets", "photo", "--methods", "zeroshot", "zero", "--n", "4", "--views", "16", "--out", str(tmp_path), "--jobs", "2")
     first = run_ttpt(*args)
     assert first.returncode == 0, first.stderr
     assert "Top-1 accuracy" in first.stdout and "zero" in first.stdout
@@ -39,7 +39,7 @@ def test_compare_prints_tables_and_resumes(tmp_path):
     (("eval", "--method", "tpt", "--dataset", "imagenet-z", "--n", "2"), "unknown dataset 'imagenet-z'"),
     (("eval", "--method", "tpt", "--dataset", "/no/such/folder"), "unknown dataset '/no/such/folder'"),
     (("eval", "--method", "tpt", "--dataset", "photo", "--checkpoint", "/no/such/weights.safetensors"), "Checkpoint file not found"),
-    (("compare", "--datasets", "photo", "--methods", "zero", "--views", "3"), "--views 3 is too few"),
+    (("compare", "--datasets", "photo", "--methods", "zero", "--views", "3", "--jobs", "1"), "--views 3 is too few"),
     (("eval", "--method", "tpt", "--dataset", "photo", "--views", "8"), "keeps its 10% most confident views, so it needs --views 10 or more"),
     (("eval", "--method", "zeroshot", "--dataset", "hard", "--data", "/tmp"), "hard is a miniature-benchmark set, with its own images and class names: --data do not apply"),
     (("eval", "--method", "zeroshot", "--dataset", "hard", "--classnames", "names.txt"), "--classnames do not apply"),
@@ -50,6 +50,15 @@ def test_expected_errors_are_one_line(args, message):
     assert result.stderr.startswith("ttpt: error: ") and message in result.stderr, result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "keep fraction" not in result.stderr, result.stderr # no setting the command line cannot set
+
+
+def test_an_error_in_a_worker_process_is_one_line():
+    "With --jobs 2 the methods are built in worker processes: the error comes back as the same one line, after the progress bar."
+    result = run_ttpt("compare", "--datasets", "photo", "--methods", "zero", "--views", "3", "--jobs", "2")
+    assert result.returncode == 2, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("ttpt: error: ") and "--views 3 is too few" in last, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
 
 
 def test_debug_shows_the_traceback():
@@ -73,7 +82,7 @@ def test_shipped_model_runs_quietly(tmp_path):
 def test_eval_reuses_the_context_compare_trained(tmp_path):
     "`ttpt eval --method coop` finds the CoOp context `ttpt compare` cached for the same model and settings."
     common = ("--coop-epochs", "1", "--shots", "1", "--source-dir", str(tmp_path / "source"), "--images", "2")
-    first = run_ttpt("compare", "--datasets", "colours", "--methods", "zeroshot", "coop", "--out", str(tmp_path / "compare"), *common)
+    first = run_ttpt("compare", "--datasets", "colours", "--methods", "zeroshot", "coop", "--out", str(tmp_path / "compare"), "--jobs", "1", *common)
     assert first.returncode == 0, first.stderr
     assert "CoOp" in first.stderr  # trained here (its progress bar)
     cached = sorted((tmp_path / "source").glob("coop-*.safetensors"))

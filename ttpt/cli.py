@@ -21,7 +21,7 @@ from .datasets import check_data, class_mapping, resolve_dataset
 from .layouts import LAYOUTS
 from .evaluate import evaluate, merge_shards, runs_episodes
 from .experiments import ORDER, STANDARD
-from .compare import compare
+from .compare import compare, default_jobs
 from .methods import METHODS, make_method
 from .miniclip import zeroshot_table
 from .models import MINICLIP, load_clip
@@ -40,7 +40,7 @@ def _add_model_args(parser):
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
 
 _OPTION_NAMES = {"n_views": "--views"} # `Setup` fields whose option is not --field-name
-_NOT_OPTIONS = ("clip", "progress") # `Setup` fields the command line does not set
+_NOT_OPTIONS = ("clip", "progress", "wait_for_training") # `Setup` fields the command line does not set
 
 def _setup_options():
     "(field, option name) of every `Setup` field the command line sets, in the field order."
@@ -95,6 +95,7 @@ def parser() -> argparse.ArgumentParser:
     cmp.add_argument("--out", default="results/compare", help="results folder")
     cmp.add_argument("--images", "--n", dest="n", type=int, default=1000, help="test images per set")
     cmp.add_argument("--no-view-cache", action="store_true", help="encode every method's views itself instead of sharing them")
+    cmp.add_argument("--jobs", type=int, default=None, help="worker processes (default: one per core, at most 4, for a small model on a CPU; else 1)")
     _add_method_args(cmp)
     check = commands.add_parser("check-data", help="refuse a dataset a run must not use (wrong class mapping, bad split file, unreadable images), else summarise it", formatter_class=defaults)
     check.add_argument("path", help="the dataset's folder")
@@ -152,7 +153,8 @@ def _run(args):
             if shard is not None: dist.destroy_process_group()
     else:
         print_comparison(compare(_setup(args, clip), args.datasets, args.methods, args.out, args.n, view_cache=not args.no_view_cache,
-                                 episodes=args.episodes, workers=args.workers, data_root=args.data_root, skip_bad_images=args.skip_bad_images))
+                                 episodes=args.episodes, workers=args.workers, data_root=args.data_root, skip_bad_images=args.skip_bad_images,
+                                 jobs=default_jobs(clip) if args.jobs is None else args.jobs))
 
 def _one_line(error):
     "An error's message in one line: the original error's last line for one raised in a DataLoader worker, the CLI's words for too few views."

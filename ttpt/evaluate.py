@@ -227,19 +227,19 @@ def evaluate(method, # a method (see the method protocol): `name`, `prepare`, `p
     if path is not None: path.parent.mkdir(parents=True, exist_ok=True)
     with (lock_results(path) if path is not None else nullcontext()):
         done = {} if path is None else _open_results(path, run_fingerprint(method, dataset, clip, seed, shard), len(dataset), len(classes))
+        todo = [i for i in mine if i not in done]
         meter = PeakMemory(_device_of(clip))
         meter.reset()
         start = time.perf_counter()
-        _prepare(method, clip, classes)
+        if todo: _prepare(method, clip, classes) # a finished run is read back without preparing the method (a text pass, an adaptation)
         prepare_seconds, prepare_memory_mb = time.perf_counter() - start, meter.peak_mb()
-        if view_cache is not None: view_cache.attach(method, clip, dataset)
+        if view_cache is not None and todo: view_cache.attach(method, clip, dataset)
         features = getattr(method, "view_features", None) # a view method's `ViewFeatures` counts the images it encoded and read
         read_before = getattr(features, "read", 0)
-        todo = [i for i in mine if i not in done]
         batched = hasattr(method, "predict_batch") and batch_size > 1
         if batched and clip is None: raise ValueError(f"method {method.name!r} predicts batches preprocessed for a model, but clip is None: pass the LoadedCLIP")
-        predictions = (_in_batches(method, dataset, todo, clip, seed, meter, batch_size, workers, skip_bad_images) if batched
-                       else _episodes(method, dataset, todo, seed, meter, episodes, workers, skip_bad_images))
+        predictions = [] if not todo else (_in_batches(method, dataset, todo, clip, seed, meter, batch_size, workers, skip_bad_images) if batched
+                                           else _episodes(method, dataset, todo, seed, meter, episodes, workers, skip_bad_images))
         start = time.perf_counter()
         with (nullcontext() if path is None else open(path, "a")) as file, \
              tqdm(total=len(mine), initial=len(mine) - len(todo), desc=f"{method.name} · {dataset.name}", disable=not progress) as bar, _Heartbeat(bar):

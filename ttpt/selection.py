@@ -28,6 +28,8 @@ class TooFewViews(ValueError):
         self.minimum = next(n for n in range(math.ceil(1 / keep), math.ceil(1 / keep) + 3) if int(n * keep) >= 1)
         super().__init__(f"keeping {keep:.0%} of {n_views} views keeps none; use {self.minimum} views or more, or a larger keep fraction")
 
+    def __reduce__(self): return (type(self), (self.n_views, self.keep)) # picklable, e.g. out of a worker process of `compare`
+
 def n_confident(n_views:int, # views per image N
                 keep:float, # fraction q of views kept
                ) -> int:
