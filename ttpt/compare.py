@@ -19,7 +19,6 @@ from tqdm.auto import tqdm
 from .checks import check_int
 from .datasets import resolve_dataset
 from .evaluate import evaluate, merge_shards, runs_episodes
-from .experiments import ORDER
 from .features import ViewCache
 from .layouts import LAYOUTS
 from .methods import METHODS, make_method
@@ -101,8 +100,8 @@ def fill_in_processes(setup:Setup, # the model and the shared settings (the mode
                      ):
     "Write `compare`'s results files with `jobs` processes: source stages first, then each method × dataset in `jobs` shards, merged."
     if torch.device(setup.clip.device).type != "cpu": raise ValueError(f"jobs > 1 runs worker processes on the CPU; on {setup.clip.device} use jobs=1")
-    modules = sorted({"ttpt.experiments"} | {METHODS[m].build.__module__ for m in methods} - {"__main__"}) # the workers import these
-    local = [m for m in methods if METHODS[m].build.__module__ == "__main__" and m not in ORDER] # ttpt's own are rebuilt from ttpt's modules
+    modules = sorted({METHODS[m].build.__module__ for m in methods}) # the workers import these, which registers the methods
+    local = [m for m in methods if METHODS[m].build.__module__ == "__main__"]
     if local: raise ValueError(f"methods {local} are registered in this session only, which worker processes cannot import; use jobs=1")
     sets = {d: resolve_dataset(d, n, setup.seed, data_root=data_root) for d in datasets}
     todo = [(m, d) for m in methods for d in datasets if not _finished(out, m, sets[d])]
