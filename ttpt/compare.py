@@ -45,16 +45,16 @@ def compare(setup:Setup, # the model and the shared settings
     if unknown: raise ValueError(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
     if data_root is not None and not any(d in LAYOUTS for d in datasets):
         raise ValueError(f"--data-root holds real datasets named by their layout, and none of {list(datasets)} is one: drop it, or name the sets")
-    sets = [resolve_dataset(d, n, setup.seed, data_root=data_root) for d in datasets]
+    sets = {d: resolve_dataset(d, n, setup.seed, data_root=data_root) for d in datasets} # spec -> dataset
     if check_int(jobs, "jobs", 1) > 1:
-        fill_in_processes(setup, datasets, methods, out, n, jobs, view_cache, episodes, workers, data_root, skip_bad_images, progress)
+        fill_in_processes(setup, sets, methods, out, n, jobs, view_cache, episodes, workers, data_root, skip_bad_images, progress)
     cache = ViewCache(Path(out)/"views") if view_cache else None
     built = [make_method(m, setup) for m in methods]
     def run(method, ds):
         batched_episodes = episodes if runs_episodes(method) else 1
         return evaluate(method, ds, setup.clip, out=out, seed=setup.seed, progress=progress, view_cache=cache, episodes=batched_episodes,
                         workers=workers, skip_bad_images=skip_bad_images)
-    return pd.concat([run(method, ds) for ds in sets for method in built], ignore_index=True)
+    return pd.concat([run(method, sets[d]) for d in datasets for method in built], ignore_index=True)
 
 # %% ../nbs/31_compare.ipynb #7a7424f1
 _worker = {} # what a worker process of `fill_in_processes` holds: the setup, its datasets and the view cache
@@ -86,15 +86,15 @@ def _finished(out, name, dataset):
     return path.exists() and len({row[0] for row in _scan_results(path)[0]}) == len(dataset)
 
 def fill_in_processes(setup:Setup, # the model and the shared settings (the model on the CPU)
-                      datasets:list, # dataset specs (benchmark names or folders)
+                      sets:dict, # dataset spec (benchmark name or folder) -> the dataset it resolves to, as `compare` resolved it
                       methods:list, # method names, keys of `METHODS` (registered by an importable module)
                       out:str|Path, # results folder
-                      n:int|None, # test images per benchmark set
+                      n:int|None, # test images per benchmark set (the workers resolve the specs again)
                       jobs:int, # worker processes
                       view_cache:bool=True, # share the views' image features between methods (on disk under `out/views`)
                       episodes:int=8, # images per pass for methods that run several episodes at once
                       workers:int=0, # DataLoader worker processes of each worker
-                      data_root:str|Path|None=None, # folder holding the real datasets named in `datasets`
+                      data_root:str|Path|None=None, # folder holding the real datasets named in `sets`
                       skip_bad_images:bool=False, # record unreadable images as skipped instead of stopping
                       progress:bool=True, # a progress bar over the images
                      ):
@@ -103,16 +103,15 @@ def fill_in_processes(setup:Setup, # the model and the shared settings (the mode
     modules = sorted({METHODS[m].build.__module__ for m in methods}) # the workers import these, which registers the methods
     local = [m for m in methods if METHODS[m].build.__module__ == "__main__"]
     if local: raise ValueError(f"methods {local} are registered in this session only, which worker processes cannot import; use jobs=1")
-    sets = {d: resolve_dataset(d, n, setup.seed, data_root=data_root) for d in datasets}
-    todo = [(m, d) for m in methods for d in datasets if not _finished(out, m, sets[d])]
+    todo = [(m, d) for m in methods for d in sets if not _finished(out, m, sets[d])]
     if not todo: return
     built, cache_root = {}, Path(out)/"views" if view_cache else None
     tasks = importlib.import_module("ttpt.compare") # the worker's functions by their importable names (a notebook defines them in __main__)
     context = multiprocessing.get_context("spawn") # a fresh interpreter: no OpenMP state inherited from this process
-    pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=tasks._start_worker, initargs=(replace(setup, progress=False), modules, list(datasets), n, data_root, cache_root))
+    pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=tasks._start_worker, initargs=(replace(setup, progress=False), modules, list(sets), n, data_root, cache_root))
     total = sum(len(sets[d]) for _, d in todo)
     try:
-        with tqdm(total=total, desc=f"{len(methods)} methods × {len(datasets)} sets in {jobs} processes", unit="image", disable=not progress) as bar:
+        with tqdm(total=total, desc=f"{len(methods)} methods × {len(sets)} sets in {jobs} processes", unit="image", disable=not progress) as bar:
             builds = {pool.submit(tasks._build, m): m for m in dict.fromkeys(m for m, _ in todo)}
             shards = {pool.submit(tasks._evaluate_shard, m, d, (rank, jobs), out, episodes, workers, skip_bad_images): (m, d) for m, d in todo for rank in range(jobs)}
             left, built_count = {pair: jobs for pair in todo}, 0
