@@ -1,6 +1,7 @@
-"""`ttpt compare` from a clean start with different numbers of worker processes, side by side in one run.
+"""`ttpt compare` from a clean start with different numbers of worker processes, or before and after a change, side by side in one run.
 
     python benchmarks/compare_time.py [--jobs 1 2] [--images 1000] [--busy] [--methods ...]
+    python benchmarks/compare_time.py --before ../ttpt-before --jobs 2   # another checkout's code first, as the reference
 
 Each run is `ttpt compare --jobs J` in a fresh process with an empty results folder and an empty source-artifact
 cache, so the source stages are trained in it, and the environment as a user's (OMP_NUM_THREADS, MKL_NUM_THREADS and
@@ -8,8 +9,10 @@ TTPT_THREADS removed). With `--busy`, every setting is also run beside one CPU-b
 (`python -c "while True: pass"`), as a laptop with something else running. It prints the wall time, the CPU time
 of all processes, and the peak resident memory of the largest process of each run, their ratios to the first
 setting, and whether every run's predictions equal the first run's, image for image (the differences listed).
+With `--before CHECKOUT`, each setting is run first with that checkout's code (the reference), then with this one's.
 """
 import argparse
+import itertools
 import os
 import subprocess
 import sys
@@ -22,10 +25,10 @@ import pandas as pd
 HERE = Path(__file__).resolve().parent.parent # this checkout
 
 
-def timed_compare(jobs, images, methods, folder, busy):
-    "(wall seconds, CPU seconds of the run's processes, peak MB of its largest process) of one `ttpt compare`; results in `folder`/compare."
+def timed_compare(checkout, jobs, images, methods, folder, busy):
+    "(wall seconds, CPU seconds of the run's processes, peak MB of its largest process) of one `ttpt compare` of `checkout`'s code; results in `folder`/compare."
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TTPT_THREADS")}
-    env["PYTHONPATH"] = str(HERE)
+    env["PYTHONPATH"] = str(checkout)
     code = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); u = resource.getrusage(resource.RUSAGE_CHILDREN); "
             "print(u.ru_utime + u.ru_stime, u.ru_maxrss, file=sys.stderr); sys.exit(r.returncode)") # CPU and peak RSS of the run's processes
     command = [sys.executable, "-m", "ttpt.cli", "compare", "--jobs", str(jobs), "--images", str(images), "--out", f"{folder}/compare",
@@ -54,29 +57,30 @@ def main():
     parser.add_argument("--images", type=int, default=1000, help="test images per set (the default comparison: 1000)")
     parser.add_argument("--methods", nargs="*", default=None, help="methods (default: the default comparison's)")
     parser.add_argument("--busy", action="store_true", help="also run each setting beside one CPU-bound process")
+    parser.add_argument("--before", type=Path, default=None, help="a checkout of the code before a change: each setting runs with it first")
     args = parser.parse_args()
+    checkouts = ([("before", args.before.resolve())] if args.before else []) + [("this checkout", HERE)]
     print(f"`ttpt compare --images {args.images}` from a clean start, from {HERE}; {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}", flush=True)
     rows, reference = [], None
     with tempfile.TemporaryDirectory() as tmp:
-        for busy in ([False, True] if args.busy else [False]):
-            for jobs in args.jobs:
-                folder = Path(tmp)/f"jobs{jobs}{'-busy' if busy else ''}"
-                folder.mkdir()
-                wall, cpu, peak = timed_compare(jobs, args.images, args.methods, folder, busy)
-                found = predictions(folder)
-                if reference is None: reference = found
-                same = (found["prediction"] == reference["prediction"]).mean() if found.index.equals(reference.index) else float("nan")
-                rows.append({"jobs": jobs, "beside": "a busy process" if busy else "nothing", "wall s": wall, "CPU s": cpu, "peak MB": peak,
-                             "same predictions": same, "max |Δ confidence|": (found["confidence"] - reference["confidence"]).abs().max()})
-                print(pd.DataFrame(rows[-1:]).round(3).to_string(index=False, header=len(rows) == 1), flush=True)
-                differ = found.index[found["prediction"] != reference["prediction"]] if found.index.equals(reference.index) else []
-                for file, index in differ[:20]: print(f"  differs: {file} image {index}")
+        for busy, jobs, (code, checkout) in itertools.product([False, True] if args.busy else [False], args.jobs, checkouts):
+            folder = Path(tmp)/f"jobs{jobs}{'-busy' if busy else ''}-{len(rows)}"
+            folder.mkdir()
+            wall, cpu, peak = timed_compare(checkout, jobs, args.images, args.methods, folder, busy)
+            found = predictions(folder)
+            if reference is None: reference = found
+            same = (found["prediction"] == reference["prediction"]).mean() if found.index.equals(reference.index) else float("nan")
+            rows.append({"code": code, "jobs": jobs, "beside": "a busy process" if busy else "nothing", "wall s": wall, "CPU s": cpu, "peak MB": peak,
+                         "same predictions": same, "max |Δ confidence|": (found["confidence"] - reference["confidence"]).abs().max()})
+            print(pd.DataFrame(rows[-1:]).round(3).to_string(index=False, header=len(rows) == 1), flush=True)
+            differ = found.index[found["prediction"] != reference["prediction"]] if found.index.equals(reference.index) else []
+            for file, index in differ[:50]: print(f"  differs: {file} image {index}")
     table = pd.DataFrame(rows)
     table["wall ÷ first"] = table["wall s"] / table["wall s"].iloc[0]
     print(table.round(3).to_string(index=False))
     if args.busy:
-        alone, busy = table[table["beside"] == "nothing"].set_index("jobs"), table[table["beside"] != "nothing"].set_index("jobs")
-        print("busy ÷ alone (wall):", ", ".join(f"jobs {j}: {busy.loc[j, 'wall s'] / alone.loc[j, 'wall s']:.2f}×" for j in args.jobs))
+        alone, busy = table[table["beside"] == "nothing"].set_index(["code", "jobs"]), table[table["beside"] != "nothing"].set_index(["code", "jobs"])
+        print("busy ÷ alone (wall):", ", ".join(f"{c}, jobs {j}: {busy.loc[(c, j), 'wall s'] / alone.loc[(c, j), 'wall s']:.2f}×" for c, j in alone.index))
 
 
 if __name__ == "__main__":

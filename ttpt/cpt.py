@@ -44,7 +44,7 @@ class TextViews(nn.Module):
     def learned(self, rows:slice=slice(None) # which classes
                ) -> torch.Tensor:
         "Normalised features of the learnable views of the classes in `rows`, (k, 3, D)."
-        feats = [encode_text_embeddings(l.clip.model, l.prompt_embeddings()[rows], l.eot[rows]) for l in self.learners]
+        feats = [encode_text_embeddings(l.clip.model, l.prompt_embeddings()[rows], l.eot[rows], prefix=l.shared_prefix) for l in self.learners]
         return torch.stack(feats, dim=1) # (k, 3, D)
 
     def forward(self) -> torch.Tensor:

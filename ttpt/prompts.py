@@ -4,7 +4,8 @@
 
 # %% auto #0
 __all__ = ['CLASS_POSITIONS', 'CONTEXT_PHRASE', 'text_tower', 'eot_positions', 'encode_text_embeddings', 'encode_token_ids',
-           'prompt_layout', 'PromptLearner', 'reference_sentence', 'gaussian_directions']
+           'can_share_prefix', 'shared_prefix_states', 'prompt_layout', 'PromptLearner', 'reference_sentence',
+           'gaussian_directions']
 
 # %% ../nbs/01_prompts.ipynb #2bf19f98
 import torch
@@ -38,13 +39,20 @@ def encode_text_embeddings(model:nn.Module, # an open_clip CLIP
                            eot:torch.Tensor, # (N,) end-of-text positions
                            truncate:bool=True, # encode only the first max(eot)+1 positions (exact for a causal model)
                            normalize:bool=True, # return unit-norm features
+                           prefix:int=0, # the first `prefix` positions are equal in every row of a group: encoded once per group (below 2: not shared)
+                           group:int|None=None, # rows per group, consecutive (None: all rows are one group)
                           ) -> torch.Tensor:
     "CLIP text features from token embeddings: open_clip's `encode_text` after its embedding lookup."
     tower = text_tower(model)
     L = int(eot.max()) + 1 if truncate else embeddings.shape[1]
     x = embeddings[:, :L].to(tower.transformer.get_cast_dtype()) # (N, L, W)
     x = x + tower.positional_embedding[:L] # t + P, positional embedding of the first L positions
-    x = tower.transformer(x, attn_mask=tower.attn_mask[:L, :L]) # causal self-attention over L positions
+    if prefix > 1 and can_share_prefix(tower):
+        group = x.shape[0] if group is None else group
+        if x.shape[0] % group: raise ValueError(f"{x.shape[0]} prompts do not split into groups of {group}")
+        if prefix > int(eot.min()): raise ValueError(f"a shared prefix of {prefix} positions reaches an end-of-text token (at {int(eot.min())})")
+        x, eot = shared_prefix_states(tower, x, prefix, group), eot - prefix # (N, L − prefix, W): positions prefix.. only
+    else: x = tower.transformer(x, attn_mask=tower.attn_mask[:L, :L]) # causal self-attention over L positions
     x = tower.ln_final(x) # (N, L, W)
     x = x[torch.arange(x.shape[0], device=x.device), eot] # feature at the EOT token, (N, W)
     proj = tower.text_projection
@@ -62,6 +70,43 @@ def encode_token_ids(model:nn.Module, # an open_clip CLIP
     eot = eot_positions(token_ids)
     L = int(eot.max()) + 1 if truncate else token_ids.shape[1]
     return encode_text_embeddings(model, tower.token_embedding(token_ids[:, :L]), eot, truncate, normalize) # (N, D)
+
+# %% ../nbs/01_prompts.ipynb #74297f53
+def can_share_prefix(tower:nn.Module # the text tower (see `text_tower`)
+                    ) -> bool:
+    "Whether `shared_prefix_states` reproduces the tower's transformer: open_clip residual attention blocks with packed q/k/v, no dropout, a float mask."
+    blocks = getattr(tower.transformer, "resblocks", [])
+    def plain(block):
+        attn = getattr(block, "attn", None)
+        return (isinstance(attn, nn.MultiheadAttention) and attn._qkv_same_embed_dim and attn.bias_k is None and not attn.add_zero_attn
+                and attn.dropout == 0 and not hasattr(block, "ln_1_kv") and all(hasattr(block, a) for a in ("ln_1", "ls_1", "ln_2", "mlp", "ls_2")))
+    return (len(blocks) > 0 and all(plain(b) for b in blocks) and tower.attn_mask.is_floating_point()
+            and not getattr(tower.transformer, "grad_checkpointing", False))
+
+def shared_prefix_states(tower:nn.Module, # the text tower, for which `can_share_prefix` holds
+                         x:torch.Tensor, # (N, L, W) token plus positional embeddings; each group's rows are equal at positions < prefix
+                         prefix:int, # P, the positions every row of a group shares
+                         group:int, # G, rows per group, consecutive
+                        ) -> torch.Tensor:
+    "The causal transformer's output at positions P.. of every row, (N, L − P, W), the prefix computed once per group."
+    N, L, W = x.shape
+    B, S = N // group, L - prefix
+    pre, suf = x.view(B, group, L, W)[:, 0, :prefix], x[:, prefix:] # (B, P, W), (N, S, W)
+    def per_row(t): return t[:, None].expand(B, group, *t.shape[1:]).reshape(N, *t.shape[1:]) # a group's tensor for each of its rows
+    for block in tower.transformer.resblocks:
+        attn = block.attn
+        def heads(t): # ln_1 and the packed projection: (n, T, W) -> q, k, v, each (n, heads, T, W/heads)
+            qkv = F.linear(block.ln_1(t), attn.in_proj_weight, attn.in_proj_bias) # (n, T, 3W)
+            return [u.unflatten(-1, (attn.num_heads, -1)).transpose(1, 2) for u in qkv.chunk(3, dim=-1)]
+        (q_pre, k_pre, v_pre), (q_suf, k_suf, v_suf) = heads(pre), heads(suf)
+        mask = tower.attn_mask[:L, :L].to(q_pre.dtype) # −∞ above the diagonal
+        a_pre = F.scaled_dot_product_attention(q_pre, k_pre, v_pre, attn_mask=mask[:prefix, :prefix]) # the prefix sees only itself
+        k, v = torch.cat([per_row(k_pre), k_suf], dim=2), torch.cat([per_row(v_pre), v_suf], dim=2) # (N, heads, L, W/heads)
+        a_suf = F.scaled_dot_product_attention(q_suf, k, v, attn_mask=mask[prefix:]) # the suffix sees its group's prefix and, causally, itself
+        def merge(a): return attn.out_proj(a.transpose(1, 2).flatten(2)) # (n, heads, T, W/heads) -> (n, T, W)
+        pre, suf = pre + block.ls_1(merge(a_pre)), suf + block.ls_1(merge(a_suf)) # x + Attn(LN(x))
+        pre, suf = pre + block.ls_2(block.mlp(block.ln_2(pre))), suf + block.ls_2(block.mlp(block.ln_2(suf))) # x + MLP(LN(x))
+    return suf
 
 # %% ../nbs/01_prompts.ipynb #d699233c
 CLASS_POSITIONS = ("end", "middle", "front") # where the class name sits relative to the context
@@ -132,6 +177,10 @@ class PromptLearner(nn.Module):
         self.register_buffer("eot", eot_positions(token_ids), persistent=False) # (K,)
         self.register_buffer("slot_rows", torch.arange(K, device=clip.device).repeat_interleave(self.n_ctx), persistent=False) # (K*M,)
         self.register_buffer("slot_cols", slots.flatten(), persistent=False) # (K*M,)
+        vector = torch.arange(self.n_ctx, device=clip.device).expand(K, -1) + (torch.arange(K, device=clip.device)[:, None] * self.n_ctx if class_specific else 0)
+        marked = token_ids.scatter(1, slots, -1 - vector) # each slot marked by the context vector that fills it (K, L)
+        same = (marked == marked[:1]).all(0).long() # (L,) positions equal in every prompt
+        self.shared_prefix = min(int(same.cumprod(0).sum()), int(self.eot.min())) # leading positions all prompts share: encoded once
         self.ctx = nn.Parameter(ctx) # (M, W) shared, or (K, M, W) class-specific
         self.register_buffer("ctx_init", ctx.detach().clone(), persistent=False)
 
@@ -143,7 +192,7 @@ class PromptLearner(nn.Module):
 
     def forward(self) -> torch.Tensor:
         "Normalised text features $w_c = g(t_c)/\\lVert g(t_c)\\rVert$ of every class, (K, D)."
-        return encode_text_embeddings(self.clip.model, self.prompt_embeddings(), self.eot)
+        return encode_text_embeddings(self.clip.model, self.prompt_embeddings(), self.eot, prefix=self.shared_prefix)
 
     @torch.no_grad()
     def reset(self):

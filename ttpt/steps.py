@@ -14,11 +14,12 @@ import torch
 def plain_step(optimizer:torch.optim.Optimizer, # holds the trainable parameters
                closure, # () -> scalar loss at the current parameters, with its graph
                loss:torch.Tensor|None=None, # the loss already computed at the current parameters (saves a forward)
+               retain_graph:bool=False, # keep the graph of `loss` (part of it is a forward shared by several steps)
               ) -> torch.Tensor:
     "One optimiser step on ∇ℓ(p); returns ℓ(p)."
     loss = closure() if loss is None else loss
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    loss.backward(retain_graph=retain_graph)
     optimizer.step()
     return loss
 
@@ -36,11 +37,12 @@ class SharpnessAwareStep:
     def __call__(self, optimizer:torch.optim.Optimizer, # holds the trainable parameters
                  closure, # () -> scalar loss at the current parameters, with its graph
                  loss:torch.Tensor|None=None, # the loss already computed at the current parameters
+                 retain_graph:bool=False, # keep the graph of `loss` (part of it is a forward shared by several steps)
                 ) -> torch.Tensor:
         "One sharpness-aware step; returns ℓ(p); `perturbation_norm` records ‖ε*‖."
         loss = closure() if loss is None else loss
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward(retain_graph=retain_graph)
         params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
         grads = [p.grad.detach().clone() for p in params] # g = ∇ℓ(p)
         saved = [p.detach().clone() for p in params] # p, restored exactly afterwards

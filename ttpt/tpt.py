@@ -25,13 +25,14 @@ def tuning_loop(forward:Callable, # () -> (logits, class features) under the cur
                 optimizer:torch.optim.Optimizer, # over the parameters being tuned
                 update:Callable=plain_step, # the optimisation step: `plain_step`, or a `SharpnessAwareStep`
                 steps:int=1, # updates
+                shared_start:bool=False, # `start` is a forward shared with other calls: keep its graph through the first backward
                ) -> list:
     "TPT's update loop: `steps` updates of `objective`, the first on `start`; returns the objective before each step."
     def closure(): return objective(*forward())
     loss, losses = objective(*start), []
     for step in range(steps):
         if step: loss = closure()
-        update(optimizer, closure, loss)
+        update(optimizer, closure, loss, retain_graph=shared_start and step == 0)
         losses.append(loss.item())
     return losses
 
@@ -106,26 +107,47 @@ class TPT(PromptTuner):
     "Test-time prompt tuning (Shu et al., 2022): per-image entropy minimisation over confident augmented views."
     name:str="tpt" # method name in result tables
 
+    def build(self, classnames:list # class names in label order
+             ):
+        "The prompt learner and its AdamW; no episode start encoded yet."
+        super().build(classnames)
+        self.start = None # (contexts, class features): see `episode_start`
+
+    def episode_text(self, contexts:torch.Tensor # (B, M, W) one context per episode
+                    ) -> torch.Tensor:
+        "Class features of every episode under its own context, (B, K, D)."
+        B, K = contexts.shape[0], self.learner.frozen_embeddings.shape[0]
+        prompts = episode_prompt_embeddings(self.learner, contexts) # (B·K, L, W)
+        return encode_text_embeddings(self.clip.model, prompts, self.learner.eot.repeat(B), prefix=self.learner.shared_prefix, group=K).view(B, K, -1)
+
+    def episode_start(self, B:int # episodes in the batch
+                     ) -> tuple:
+        "B contexts reset to the initial one (a parameter) and their class features with the graph to them, (B, K, D), encoded once for every batch of B."
+        if self.start is None or self.start[0].shape[0] != B:
+            contexts = torch.nn.Parameter(self.learner.ctx_init.expand(B, *self.learner.ctx_init.shape).clone()) # (B, M, W)
+            self.start = contexts, self.episode_text(contexts)
+        contexts, text = self.start
+        with torch.no_grad(): contexts.copy_(self.learner.ctx_init.expand_as(contexts)) # the reset of every episode
+        return contexts, text
+
     def predict_episodes(self, images:list, # B raw test images
                          indices:list, # their dataset indices
                         ) -> torch.Tensor:
         "Class probabilities of B images, each after its own episode (its views, context and optimizer state), in one pass, (B, K)."
-        B, K = len(images), self.learner.frozen_embeddings.shape[0]
+        B = len(images)
         feats = torch.stack([self.features(image, index) for image, index in zip(images, indices)]) # (B, N, D)
-        contexts = torch.nn.Parameter(self.learner.ctx_init.expand(B, *self.learner.ctx_init.shape).clone()) # (B, M, W)
-        optimizer = torch.optim.AdamW([contexts], lr=self.lr) # fresh state: the reset of every episode
-        eot = self.learner.eot.repeat(B) # (B·K,)
-        def text_of(contexts): return encode_text_embeddings(self.clip.model, episode_prompt_embeddings(self.learner, contexts), eot).view(B, K, -1) # (B, K, D)
         def logits_of(text): return (self.clip.logit_scale * feats @ text.transpose(1, 2)).float() # (B, N, K)
-        def forward():
-            text = text_of(contexts)
-            return logits_of(text), text
         with self.precision():
-            logits, text = forward()
+            contexts, text = self.episode_start(B) # (B, M, W), (B, K, D)
+            optimizer = torch.optim.AdamW([contexts], lr=self.lr) # fresh state: the reset of every episode
+            def forward():
+                text = self.episode_text(contexts)
+                return logits_of(text), text
+            logits = logits_of(text) # (B, N, K)
             selected = [self.select(self.score(feats[b], logits[b].detach())) for b in range(B)] # each episode's own selection
             def total(logits, text): return sum(self.objective(logits[b][selected[b]], text[b]) for b in range(B)) # Σ_b L_b
-            tuning_loop(forward, total, (logits, text), optimizer, self.update, self.steps)
-            with torch.no_grad(): text = text_of(contexts)
+            tuning_loop(forward, total, (logits, text), optimizer, self.update, self.steps, shared_start=True)
+            with torch.no_grad(): text = self.episode_text(contexts)
         return (self.clip.logit_scale * feats[:, 0:1] @ text.transpose(1, 2)).float().softmax(-1)[:, 0] # the original views, (B, K)
 
 # %% ../nbs/25_tpt.ipynb #30f07347
