@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from ttpt.prompts import CLASS_POSITIONS, PromptLearner, encode_token_ids, reference_sentence
+from ttpt.prompts import CLASS_POSITIONS, PromptLearner, encode_text_embeddings, encode_token_ids, reference_sentence
 
 CLASSES = ["goldfish", "great white shark", "tabby cat", "traffic light", "a"]
 
@@ -18,6 +18,22 @@ def test_prompt_learner_matches_encode_text(random_clips, name, position):
         ours = learner()
     assert ours.shape == reference.shape
     assert (ours - reference).abs().max().item() < 1e-5
+
+
+@pytest.mark.parametrize("position, class_specific, shared", [("end", False, 5), ("middle", False, 3), ("front", False, 1), ("end", True, 1)])
+def test_shared_prefix_is_what_every_prompt_shares(random_clips, position, class_specific, shared):
+    learner = PromptLearner(random_clips["ViT-B-16"], CLASSES, class_position=position, class_specific=class_specific)
+    assert learner.shared_prefix == shared # [SOS] and the context words ("a photo of a") before the first class name
+
+
+@pytest.mark.parametrize("name", ["ViT-B-16", "RN50"])
+def test_shared_prefix_pass_has_the_plain_pass_gradients(random_clips, name):
+    clip = random_clips[name]
+    learner = PromptLearner(clip, CLASSES)
+    weights = torch.randn(learner().shape[-1], generator=torch.Generator().manual_seed(0))
+    shared, = torch.autograd.grad((learner() @ weights).sum(), learner.ctx)
+    plain, = torch.autograd.grad((encode_text_embeddings(clip.model, learner.prompt_embeddings(), learner.eot) @ weights).sum(), learner.ctx)
+    assert (shared - plain).abs().max().item() < 1e-4 * plain.abs().max().item()
 
 
 @pytest.mark.parametrize("name", ["ViT-B-16", "RN50"])
