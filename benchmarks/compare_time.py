@@ -8,7 +8,8 @@ cache, so the source stages are trained in it, and the environment as a user's (
 TTPT_THREADS removed). With `--busy`, every setting is also run beside one CPU-bound process
 (`python -c "while True: pass"`), as a laptop with something else running. It prints the wall time, the CPU time
 of all processes, and the peak resident memory of the largest process of each run, their ratios to the first
-setting, and whether every run's predictions equal the first run's, image for image (the differences listed).
+setting, and whether every run's predictions equal the first run's, image for image (the differences listed, and
+the method × dataset files whose confidences moved by more than 1e-5).
 With `--before CHECKOUT`, each setting is run first with that checkout's code (the reference), then with this one's.
 """
 import argparse
@@ -75,6 +76,9 @@ def main():
             print(pd.DataFrame(rows[-1:]).round(3).to_string(index=False, header=len(rows) == 1), flush=True)
             differ = found.index[found["prediction"] != reference["prediction"]] if found.index.equals(reference.index) else []
             for file, index in differ[:50]: print(f"  differs: {file} image {index}")
+            if found.index.equals(reference.index):
+                moved = (found["confidence"] - reference["confidence"]).abs().groupby(level="file").max()
+                for file, most in moved[moved > 1e-5].items(): print(f"  confidences moved: {file}, up to {most:.2g}")
     table = pd.DataFrame(rows)
     table["wall ÷ first"] = table["wall s"] / table["wall s"].iloc[0]
     print(table.round(3).to_string(index=False))
