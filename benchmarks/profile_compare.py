@@ -64,7 +64,8 @@ class Timers:
 def instrument(timers, clip):
     "Wrap the shared pieces with timers (in every ttpt module that imported them by name)."
     views.ViewMaker.__call__ = timers.wrap(views.ViewMaker.__call__, "views")
-    clip.model.encode_image = timers.wrap(clip.model.encode_image, "image pass")
+    encoder = clip if hasattr(type(clip), "encode_image") else clip.model # the image pass (older checkouts ran open_clip's own)
+    encoder.encode_image = timers.wrap(encoder.encode_image, "image pass")
     original_text = prompts.encode_text_embeddings # compared against below, before `prompts` itself is patched
     text = timers.wrap(original_text, "text pass")
     torch.autograd.backward = timers.wrap(torch.autograd.backward, "backward")

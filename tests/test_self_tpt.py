@@ -71,6 +71,7 @@ def test_stage_two_reads_no_image(clip, stage1, monkeypatch):
     with monkeypatch.context() as m:
         m.setattr(clip.model, "encode_image", blocked)
         m.setattr(clip.model.visual, "forward", blocked)
+        m.setattr(clip.image_tower, "forward", blocked)
         m.setattr(PIL.Image, "open", blocked)
         method.prepare(clip, data.classes)
     assert reads == [] and len(method.stage2_losses) == 3

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from filelock import FileLock
 
-from .identity import dataset_identity, model_identity, write_atomically
+from .identity import dataset_identity, model_identity, modules_identity, write_atomically
 from .views import ViewMaker
 from .zeroshot import image_features
 
@@ -142,7 +142,7 @@ class DiskStore:
 
 # %% ../nbs/23_features.ipynb #52551c8e
 class ViewCache:
-    "Stores of view features keyed by (model, data, view settings, device): in memory, or on disk under `root`."
+    "Stores of view features keyed by (model, data, view settings, device, code): in memory, or on disk under `root`."
     def __init__(self, root:str|Path|None=None # folder for disk stores; None keeps features in memory
                 ):
         self.root, self.stores = None if root is None else Path(root), {}
@@ -153,7 +153,7 @@ class ViewCache:
            ) -> dict:
         "Everything the views' features depend on."
         return {"model": model_identity(clip), "dataset": dataset_identity(dataset), "views": dataclasses.asdict(views),
-                "device": torch.device(clip.device).type}
+                "device": torch.device(clip.device).type, "code": modules_identity("ttpt.views", "ttpt.zeroshot")} # the code that makes and encodes views
 
     def store(self, clip, # the LoadedCLIP
               dataset, # the dataset whose images are viewed

@@ -41,7 +41,7 @@ def encode_images(clip:LoadedCLIP, # the frozen CLIP
                   images:torch.Tensor, # (B, 3, R, R) normalised images
                  ) -> torch.Tensor:
     "Normalised image features, (B, D); differentiable in the images when gradients are on (the encoder's weights stay frozen)."
-    return F.normalize(clip.model.encode_image(images), dim=-1)
+    return F.normalize(clip.encode_image(images), dim=-1)
 
 def diversity(feats:torch.Tensor # (V, D) normalised features
              ) -> torch.Tensor:

@@ -54,7 +54,7 @@ def image_features(clip:LoadedCLIP, # the frozen CLIP
                   ) -> torch.Tensor:
     "Normalised image features, (B, D); under bfloat16 autocast on a GPU."
     with torch.autocast(clip.device.type, dtype=torch.bfloat16, enabled=clip.device.type == "cuda"):
-        features = clip.model.encode_image(images.to(clip.device))
+        features = clip.encode_image(images.to(clip.device))
     return F.normalize(features.float(), dim=-1)
 
 @torch.no_grad()
