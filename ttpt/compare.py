@@ -65,17 +65,16 @@ def written_by_changed_code(out:str|Path, # the results folder
                             methods:list, # method names
                             sets:dict, # dataset spec -> dataset
                            ) -> list:
-    "'file (modules)' for every results file of `methods` × `sets` in `out` whose fingerprint names module sources that have changed since."
-    stale = []
+    "'file: modules' for every results file of `methods` × `sets` in `out` whose fingerprint names module sources that have changed since."
+    written = {} # results file -> {module: digest of its source when the file was written}
     for name in methods:
         for dataset in sets.values():
-            sidecar = results_path(out, name, dataset.name).with_suffix(".json")
-            try: written = json.loads(sidecar.read_text()).get("code", {}) # {module: digest of its source then}
+            path = results_path(out, name, dataset.name)
+            try: written[path.name] = json.loads(path.with_suffix(".json").read_text()).get("code", {})
             except (OSError, ValueError): continue # none yet, or unreadable: the harness says which when it opens it
-            now = modules_identity(*written)
-            changed = [module for module, digest in written.items() if now.get(module) != digest]
-            if changed: stale.append(f"{sidecar.with_suffix('.csv').name}: {', '.join(changed)}")
-    return stale
+    now = modules_identity(*{module for code in written.values() for module in code}) # each module's source digested once
+    changed = {file: [m for m, digest in code.items() if now.get(m) != digest] for file, code in written.items()}
+    return [f"{file}: {', '.join(modules)}" for file, modules in changed.items() if modules]
 
 # %% ../nbs/31_compare.ipynb #7a7424f1
 _worker = {} # what a worker process of `fill_in_processes` holds: the setup, its datasets and the view cache
