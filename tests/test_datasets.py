@@ -37,6 +37,12 @@ def images(root, folders, name="x.png"):
     return root
 
 
+def test_labels_without_reading_the_files(tree):
+    ds = load_dataset("imagenet-a", tree("imagenet-a"))
+    assert len(ds) > 1, len(ds)
+    assert [ds.label(i) for i in range(len(ds))] == [ds[i][1] for i in range(len(ds))]
+
+
 @pytest.mark.parametrize("name", list(LAYOUTS))
 def test_every_layout_reads_and_checks_its_fixture(tree, name):
     "Each layout reads its real file layout: protocol, every class, labels in range, identity; the check passes."

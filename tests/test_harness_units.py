@@ -8,7 +8,7 @@ import pytest
 import torch
 from fastcore import test as fc  # fastcore's checks show both values when they fail (imported by module: pytest would collect test_*)
 
-from ttpt.benchmark import check_classes
+from ttpt.benchmark import check_classes, get_dataset
 from ttpt.evaluate import runs_episodes, seed_everything
 from ttpt.identity import run_fingerprint
 from ttpt.models import MINICLIP, load_clip, weights_digest
@@ -61,6 +61,21 @@ def test_seed_everything_depends_on_seed_and_index():
     fc.test_eq(draws(0, 3), draws(0, 3))
     fc.test_ne(draws(0, 3), draws(0, 4))
     fc.test_ne(draws(0, 3), draws(1, 3))
+
+
+def test_seed_everything_seeds_torch_as_manual_seed_does():
+    "Without an accelerator only the CPU generator is seeded, to the state torch.manual_seed gives it."
+    seed_everything(0, 7)
+    ours = torch.random.get_rng_state()
+    torch.manual_seed(int(np.random.SeedSequence([0, 7]).generate_state(1)[0]))
+    fc.test_eq(ours, torch.random.get_rng_state())
+
+
+def test_world_labels_without_rendering():
+    ds = get_dataset("cartoon", n=40)
+    fc.test_eq([ds.label(i) for i in range(40)], [ds[i][1] for i in range(40)])
+    with pytest.raises(IndexError, match="out of range"): ds.label(40)
+    with pytest.raises(ValueError, match="index"): ds.label(-1)
 
 
 @dataclass

@@ -104,11 +104,15 @@ class WorldDataset(Dataset):
         "What makes this set this data: the world's domain, seed and rng stream (with the harness's name, size and classes)."
         return {"kind": "world", "domain": self.domain, "seed": self.seed, "stream": self.stream}
 
-    def scene(self, i:int)->tuple:
-        "The scene, label and generator of image i (the generator continues into rendering)."
+    def label(self, i:int)->int:
+        "The label of image i, without rendering it: the classes in turn."
         i = check_int(i, "index", 0)
         if i >= self.n: raise IndexError(f"index {i} out of range for {self.name} of length {self.n}")
-        label = i % len(self.classes)
+        return i % len(self.classes)
+
+    def scene(self, i:int)->tuple:
+        "The scene, label and generator of image i (the generator continues into rendering)."
+        label = self.label(i)
         rng = rng_for(self.seed, self.stream, i)
         return _scene_for(self._attrs[label], self.domain, rng), label, rng
 

@@ -17,12 +17,29 @@ from .zeroshot import SINGLE_TEMPLATE, class_text_features, clip_logits, format_
 # %% ../nbs/06_classifiers.ipynb #c532d8f4
 class TextClassifier:
     "Base of methods that classify with class text features fixed in `prepare` (`self.text_feats`, (K, D))."
+    image_store = None # the images' features in the harness's batches, shared between methods (`ViewCache.attach`); None: computed every time
+
+    def needs_images(self, indices:list # a batch's dataset indices
+                    ) -> bool:
+        "Whether predicting this batch reads its pixels: not when `image_store` holds every image's features."
+        return self.image_store is None or not all(self.image_store.holds(i) for i in indices)
+
+    def batch_features(self, images:torch.Tensor|None, # (B, 3, R, R) preprocessed images; None for a batch `needs_images` said was stored
+                       indices:list, # their dataset indices
+                      ) -> torch.Tensor:
+        "Normalised image features of the batch, (B, D): read from `image_store`, or computed (and stored there)."
+        if images is None: return torch.stack([self.image_store.get(i) for i in indices]).to(self.clip.device)
+        feats = image_features(self.clip, images) # (B, D)
+        if self.image_store is not None:
+            for index, row in zip(indices, feats): self.image_store.put(index, row)
+        return feats
+
     @torch.no_grad()
-    def predict_batch(self, images:torch.Tensor, # (B, 3, R, R) images through the model's eval preprocessing
+    def predict_batch(self, images:torch.Tensor|None, # (B, 3, R, R) images through the model's eval preprocessing (None: see `batch_features`)
                       indices:list, # their dataset indices
                      ) -> torch.Tensor:
         "Class probabilities of a batch of preprocessed images, (B, K)."
-        return clip_logits(self.clip, image_features(self.clip, images), self.text_feats).softmax(-1)
+        return clip_logits(self.clip, self.batch_features(images, indices), self.text_feats).softmax(-1)
 
     def predict(self, image:PIL.Image.Image, # raw test image
                 index:int=0, # its dataset index

@@ -80,7 +80,14 @@ def seed_everything(seed:int, # the harness seed
                    ) -> None:
     "Seed Python's, numpy's and torch's global generators from (seed, index)."
     state = int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
-    random.seed(state); np.random.seed(state); torch.manual_seed(state)
+    random.seed(state); np.random.seed(state); _seed_torch(state)
+
+def _has_accelerator(): return torch.cuda.is_available() or torch.backends.mps.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
+
+def _seed_torch(state):
+    "`torch.manual_seed(state)`; without an accelerator, the CPU generator alone (torch would queue a lazy CUDA seed with a stack trace each time)."
+    if _has_accelerator(): torch.manual_seed(state)
+    else: torch.default_generator.manual_seed(state)
 
 def _check_label(label, index, n_classes, dataset_name):
     if isinstance(label, torch.Tensor) and label.numel() == 1 and not label.is_floating_point(): label = label.item()
@@ -120,21 +127,28 @@ def _skipped(image, skip):
     return _unreadable(image)
 
 class _Raw(Dataset):
-    "The todo images of a dataset as (image, label, index, views): views made here (in a worker) when a view maker is given."
-    def __init__(self, dataset, todo, views=None): self.dataset, self.todo, self.views = dataset, todo, views
+    "The todo images of a dataset as (image, label, index, views): views made here (in a worker) when a view maker is given; no image for those in `unread`."
+    def __init__(self, dataset, todo, views=None, unread=frozenset()): self.dataset, self.todo, self.views, self.unread = dataset, todo, views, unread
     def __len__(self): return len(self.todo)
     def __getitem__(self, k):
         index = self.todo[k]
+        if index in self.unread: return None, self.dataset.label(index), index, None # the method reads no pixel of it
         image, label = _read(self.dataset, index)
         return image, label, index, None if self.views is None or _unreadable(image) else self.views(image, index)
 
 def _as_list(items): return items
 
+def _unread(method, dataset, todo):
+    "The todo images whose pixels `method` does not need (their views' features are stored), where the dataset gives a label without reading."
+    needs_image = getattr(method, "needs_image", None)
+    if needs_image is None or not callable(getattr(dataset, "label", None)): return frozenset()
+    return frozenset(i for i in todo if not needs_image(i))
+
 def _episodes(method, dataset, todo, seed, meter, episodes, workers, skip):
     "Predict the images one episode at a time, or `episodes` at once through `predict_episodes`: yields (index, label, probabilities, seconds, peak MiB)."
     features = getattr(method, "view_features", None)
     views = getattr(features, "views", None) if workers else None # worker processes make the views too
-    loader = DataLoader(_Raw(dataset, todo, views), batch_size=episodes, num_workers=workers, collate_fn=_as_list)
+    loader = DataLoader(_Raw(dataset, todo, views, _unread(method, dataset, todo)), batch_size=episodes, num_workers=workers, collate_fn=_as_list)
     for items in loader:
         for image, _, index, _ in items:
             if _skipped(image, skip): yield index, -1, None, 0.0, 0.0
@@ -150,26 +164,36 @@ def _episodes(method, dataset, todo, seed, meter, episodes, workers, skip):
         for (_, label, index, _), p in zip(items, probabilities): yield index, label, p, seconds, memory
 
 class _Preprocessed(Dataset):
-    "The todo images of a dataset, each as (eval-preprocessed tensor, label, index), for a DataLoader."
-    def __init__(self, dataset, todo, preprocess): self.dataset, self.todo, self.preprocess = dataset, todo, preprocess
+    "The todo images of a dataset, each as (eval-preprocessed tensor, label, index), for a DataLoader; no image for those in `unread`."
+    def __init__(self, dataset, todo, preprocess, unread=frozenset()): self.dataset, self.todo, self.preprocess, self.unread = dataset, todo, preprocess, unread
     def __len__(self): return len(self.todo)
     def __getitem__(self, k):
-        image, label = _read(self.dataset, self.todo[k])
-        return image if _unreadable(image) else self.preprocess(image), label, self.todo[k]
+        index = self.todo[k]
+        if index in self.unread: return None, self.dataset.label(index), index # the method reads no pixel of it
+        image, label = _read(self.dataset, index)
+        return image if _unreadable(image) else self.preprocess(image), label, index
 
 def _collate(items):
-    "A batch of (tensor, label, index) items: the stacked tensors (B, ...), labels and indices of the readable ones, and (index, error) of the others."
+    "A batch of (tensor, label, index) items: the stacked tensors (B, ...) of the readable ones (None for an unread batch), their labels and indices, and (index, error) of the others."
     good = [item for item in items if not _unreadable(item[0])]
-    images = torch.stack([x for x, _, _ in good]) if good else None
+    images = torch.stack([x for x, _, _ in good]) if good and good[0][0] is not None else None
     return images, [y for _, y, _ in good], [i for _, _, i in good], [(i, x) for x, _, i in items if _unreadable(x)]
+
+def _unread_batches(method, dataset, todo, batch_size):
+    "The todo images of the batches whose pixels `method` does not need (`needs_images`), where the dataset gives a label without reading."
+    needs_images = getattr(method, "needs_images", None)
+    if needs_images is None or not callable(getattr(dataset, "label", None)): return frozenset()
+    batches = [todo[k:k + batch_size] for k in range(0, len(todo), batch_size)] # the DataLoader's batches
+    return frozenset(i for batch in batches if not needs_images(batch) for i in batch)
 
 def _in_batches(method, dataset, todo, clip, seed, meter, batch_size, workers, skip):
     "Predict the images in batches through `predict_batch`: yields (index, label, probabilities, seconds, peak MiB) per image."
-    loader = DataLoader(_Preprocessed(dataset, todo, clip.preprocess), batch_size=batch_size, num_workers=workers, collate_fn=_collate)
+    unread = _unread_batches(method, dataset, todo, batch_size)
+    loader = DataLoader(_Preprocessed(dataset, todo, clip.preprocess, unread), batch_size=batch_size, num_workers=workers, collate_fn=_collate)
     for images, labels, indices, unreadable in loader:
         for index, error in unreadable:
             if _skipped(error, skip): yield index, -1, None, 0.0, 0.0
-        if images is None: continue
+        if not indices: continue
         seed_everything(seed, indices[0])
         meter.reset()
         start = time.perf_counter()
@@ -200,7 +224,7 @@ def _prepare(method, clip, classes):
         raise ValueError(f"method {method.name!r} needs a model, but clip is None: pass the LoadedCLIP it runs on (ttpt.models.load_clip()) ({e})") from e
 
 def evaluate(method, # a method (see the method protocol): `name`, `prepare`, `predict`, optionally `predict_batch`
-             dataset, # a dataset: len, [i] -> (PIL image, int label), `classes`, `name`, optionally `identity`
+             dataset, # a dataset: len, [i] -> (PIL image, int label), `classes`, `name`, optionally `identity` and `label(i)`
              clip, # the LoadedCLIP handed to `method.prepare` (its device decides how memory is measured)
              out:str|Path|None=None, # folder for the results file (resumable, locked); None keeps results in memory only
              seed:int=0, # harness seed: global generators are seeded from (seed, index) before each image
@@ -233,7 +257,8 @@ def evaluate(method, # a method (see the method protocol): `name`, `prepare`, `p
         start = time.perf_counter()
         if todo: _prepare(method, clip, classes) # a finished run is read back without preparing the method (a text pass, an adaptation)
         prepare_seconds, prepare_memory_mb = time.perf_counter() - start, meter.peak_mb()
-        if view_cache is not None and todo: view_cache.attach(method, clip, dataset)
+        if view_cache is not None and todo: # image features in batches are shared only as every whole run batches them: from image 0
+            view_cache.attach(method, clip, dataset, batch_size if hasattr(method, "predict_batch") and todo == list(range(len(dataset))) else None)
         features = getattr(method, "view_features", None) # a view method's `ViewFeatures` counts the images it encoded and read
         read_before = getattr(features, "read", 0)
         batched = hasattr(method, "predict_batch") and batch_size > 1

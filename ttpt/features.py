@@ -35,7 +35,12 @@ class ViewFeatures:
         self.prefetched = {} # index -> views made ahead (by the harness's worker processes)
         self.encoded = self.read = 0 # images whose views this object encoded / read from its store
 
-    def __call__(self, image, # the raw test image
+    def stored(self, index:int # image index
+              ) -> bool:
+        "Whether image `index`'s views' features are in the store, intact: then its image need not be read."
+        return self.store is not None and self.store.holds(index)
+
+    def __call__(self, image, # the raw test image; None for one whose features are `stored`
                  index:int, # its dataset index: with the view seed, all of its views' randomness
                 ) -> torch.Tensor:
         "The views' features of image `index`, (N, D), computed at most once per store."
@@ -44,6 +49,7 @@ class ViewFeatures:
         if cached is not None:
             self.read += 1
             return cached.to(self.clip.device)
+        if image is None and made is None: raise ValueError(f"image {index} was not read because its views' features were stored, and they are no longer: run again")
         self.encoded += 1
         feats = image_features(self.clip, self.views(image, index) if made is None else made) # (N, D)
         if self.store is not None: self.store.put(index, feats)
@@ -57,6 +63,10 @@ class MemoryStore:
            ) -> torch.Tensor|None:
         "The stored features of image `index`, or None."
         return self.rows.get(index)
+    def holds(self, index:int # image index
+             ) -> bool:
+        "Whether the features of image `index` are stored."
+        return index in self.rows
     def put(self, index:int, # image index
             feats:torch.Tensor, # (N, D) its views' features
            ):
@@ -116,16 +126,25 @@ class DiskStore:
         self.crc = np.lib.format.open_memmap(crc, mode="r+")
         return True
 
+    def _row(self, index):
+        "(row `index` as stored, whether it matches its checksum); (None, False) for a row not stored."
+        if not self._open() or self.crc[index] < 0: return None, False
+        row = np.array(self.features[index])
+        return row, _crc(row) == self.crc[index]
+
+    def holds(self, index:int # image index
+             ) -> bool:
+        "Whether the features of image `index` are stored and match their checksum."
+        return self._row(index)[1]
+
     def get(self, index:int # image index
            ) -> torch.Tensor|None:
         "The stored features of image `index`, or None if they are not stored or do not match their checksum."
-        if not self._open() or self.crc[index] < 0: return None
-        row = np.array(self.features[index])
-        if _crc(row) != self.crc[index]:
-            if not self.warned: warnings.warn(f"the view-feature cache {self.folder}: row {index} does not match its checksum; such rows are computed again", stacklevel=2)
+        row, intact = self._row(index)
+        if row is not None and not intact:
+            if not self.warned: warnings.warn(f"the view-feature cache {self.folder}: row {index} does not match its checksum; such rows are computed again", stacklevel=3)
             self.warned = True
-            return None
-        return torch.from_numpy(row)
+        return torch.from_numpy(row) if intact else None
 
     def put(self, index:int, # image index
             feats:torch.Tensor, # (N, D) its views' features
@@ -155,21 +174,35 @@ class ViewCache:
         return {"model": model_identity(clip), "dataset": dataset_identity(dataset), "views": dataclasses.asdict(views),
                 "device": torch.device(clip.device).type, "code": modules_identity("ttpt.views", "ttpt.zeroshot")} # the code that makes and encodes views
 
+    def _store_for(self, key, n_images):
+        "The store for `key` (the same object for the same key)."
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+        if digest not in self.stores:
+            self.stores[digest] = MemoryStore() if self.root is None else DiskStore(self.root/digest, n_images, key)
+        return self.stores[digest]
+
     def store(self, clip, # the LoadedCLIP
               dataset, # the dataset whose images are viewed
               views:ViewMaker, # the view settings
              ):
-        "The store for these features (the same object for the same key)."
-        key = self.key(clip, dataset, views)
-        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-        if digest not in self.stores:
-            self.stores[digest] = MemoryStore() if self.root is None else DiskStore(self.root/digest, len(dataset), key)
-        return self.stores[digest]
+        "The store for these views' features (the same object for the same key)."
+        return self._store_for(self.key(clip, dataset, views), len(dataset))
 
-    def attach(self, method, # a prepared method; used if its `view_features` is a `ViewFeatures`
+    def image_store(self, clip, # the LoadedCLIP
+                    dataset, # the dataset whose images are encoded
+                    batch_size:int, # images per batch, batched from image 0
+                   ):
+        "The store for the images' eval-view features, (D,) each, encoded in batches of `batch_size` from image 0."
+        key = {"model": model_identity(clip), "dataset": dataset_identity(dataset), "eval batches": batch_size,
+               "device": torch.device(clip.device).type, "code": modules_identity("ttpt.zeroshot")} # the code that encodes them
+        return self._store_for(key, len(dataset))
+
+    def attach(self, method, # a prepared method; used if its `view_features` is a `ViewFeatures` or it has an `image_store`
                clip, # the LoadedCLIP it was prepared with
                dataset, # the dataset it is about to predict
+               batch_size:int|None=None, # the batches it predicts, from image 0 (None: no shared image features)
               ):
-        "Give a method's `ViewFeatures` the store for its views on this dataset (methods without one are left alone)."
+        "Give a method's `ViewFeatures` the store for its views on this dataset, and a batch method its `image_store` (others are left alone)."
         features = getattr(method, "view_features", None)
         if isinstance(features, ViewFeatures): features.store = self.store(clip, dataset, features.views)
+        if hasattr(method, "image_store"): method.image_store = None if batch_size is None else self.image_store(clip, dataset, batch_size)

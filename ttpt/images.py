@@ -117,6 +117,11 @@ class ImageListDataset:
 
     def __getitem__(self, i): return read_image(self.root/self.files[i]), self.labels[i]
 
+    def label(self, i:int # image index
+             ) -> int:
+        "The label of image i, without reading the file."
+        return self.labels[i]
+
     def _select(self, indices, labels=None, kept=None, name=None, **derived):
         "The images at `indices`, in that order, optionally relabelled to the classes `kept`; `derived` is recorded in the identity."
         kept = range(len(self.classes)) if kept is None else kept
