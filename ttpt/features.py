@@ -142,7 +142,7 @@ class DiskStore:
         "The stored features of image `index`, or None if they are not stored or do not match their checksum."
         row, intact = self._row(index)
         if row is not None and not intact:
-            if not self.warned: warnings.warn(f"the view-feature cache {self.folder}: row {index} does not match its checksum; such rows are computed again", stacklevel=3)
+            if not self.warned: warnings.warn(f"the view-feature cache {self.folder}: row {index} does not match its checksum; such rows are computed again", stacklevel=2)
             self.warned = True
         return torch.from_numpy(row) if intact else None
 
