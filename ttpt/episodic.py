@@ -88,10 +88,11 @@ class Episodic:
         "Normalised image features of the image's views, (N, D); view 0 is the original."
         return self.view_features(image, index)
 
-    def needs_image(self, index:int # its dataset index
-                   ) -> bool:
-        "Whether predicting image `index` reads its pixels: not when `features` is this one and the views' features are stored."
-        return type(self).features is not Episodic.features or not self.view_features.stored(index) # a method with its own `features` may read the image
+    def needs_images(self, indices:list # the dataset indices of the images predicted together
+                    ) -> bool:
+        "Whether predicting these images reads their pixels: not when `features` is this one and every image's views' features are stored."
+        if type(self).features is not Episodic.features: return True # a method with its own `features` may read the image
+        return not all(self.view_features.stored(i) for i in indices)
 
     def class_features(self) -> torch.Tensor:
         "The current normalised class features, (K, D): those `build` fixed in `self.text_feats`."

@@ -138,17 +138,18 @@ class _Raw(Dataset):
 
 def _as_list(items): return items
 
-def _unread(method, dataset, todo):
-    "The todo images whose pixels `method` does not need (their views' features are stored), where the dataset gives a label without reading."
-    needs_image = getattr(method, "needs_image", None)
-    if needs_image is None or not callable(getattr(dataset, "label", None)): return frozenset()
-    return frozenset(i for i in todo if not needs_image(i))
+def _unread(method, dataset, todo, batch_size):
+    "The todo images of the batches whose pixels `method` does not need (`needs_images`: their features are stored), where the dataset gives a label without reading."
+    needs_images = getattr(method, "needs_images", None)
+    if needs_images is None or not callable(getattr(dataset, "label", None)): return frozenset()
+    batches = [todo[k:k + batch_size] for k in range(0, len(todo), batch_size)] # the DataLoader's batches
+    return frozenset(i for batch in batches if not needs_images(batch) for i in batch)
 
 def _episodes(method, dataset, todo, seed, meter, episodes, workers, skip):
     "Predict the images one episode at a time, or `episodes` at once through `predict_episodes`: yields (index, label, probabilities, seconds, peak MiB)."
     features = getattr(method, "view_features", None)
     views = getattr(features, "views", None) if workers else None # worker processes make the views too
-    loader = DataLoader(_Raw(dataset, todo, views, _unread(method, dataset, todo)), batch_size=episodes, num_workers=workers, collate_fn=_as_list)
+    loader = DataLoader(_Raw(dataset, todo, views, _unread(method, dataset, todo, episodes)), batch_size=episodes, num_workers=workers, collate_fn=_as_list)
     for items in loader:
         for image, _, index, _ in items:
             if _skipped(image, skip): yield index, -1, None, 0.0, 0.0
@@ -179,17 +180,9 @@ def _collate(items):
     images = torch.stack([x for x, _, _ in good]) if good and good[0][0] is not None else None
     return images, [y for _, y, _ in good], [i for _, _, i in good], [(i, x) for x, _, i in items if _unreadable(x)]
 
-def _unread_batches(method, dataset, todo, batch_size):
-    "The todo images of the batches whose pixels `method` does not need (`needs_images`), where the dataset gives a label without reading."
-    needs_images = getattr(method, "needs_images", None)
-    if needs_images is None or not callable(getattr(dataset, "label", None)): return frozenset()
-    batches = [todo[k:k + batch_size] for k in range(0, len(todo), batch_size)] # the DataLoader's batches
-    return frozenset(i for batch in batches if not needs_images(batch) for i in batch)
-
 def _in_batches(method, dataset, todo, clip, seed, meter, batch_size, workers, skip):
     "Predict the images in batches through `predict_batch`: yields (index, label, probabilities, seconds, peak MiB) per image."
-    unread = _unread_batches(method, dataset, todo, batch_size)
-    loader = DataLoader(_Preprocessed(dataset, todo, clip.preprocess, unread), batch_size=batch_size, num_workers=workers, collate_fn=_collate)
+    loader = DataLoader(_Preprocessed(dataset, todo, clip.preprocess, _unread(method, dataset, todo, batch_size)), batch_size=batch_size, num_workers=workers, collate_fn=_collate)
     for images, labels, indices, unreadable in loader:
         for index, error in unreadable:
             if _skipped(error, skip): yield index, -1, None, 0.0, 0.0
