@@ -9,7 +9,9 @@ TTPT_THREADS removed). With `--busy`, every setting is also run beside one CPU-b
 (`python -c "while True: pass"`), as a laptop with something else running. It prints the wall time, the CPU time
 of all processes, and the peak resident memory of the largest process of each run, their ratios to the first
 setting, and whether every run's predictions equal the first run's, image for image (the differences listed, and
-the method × dataset files whose confidences moved by more than 1e-5).
+the method × dataset files whose confidences moved by more than 1e-5). Where a change alters a method's results on
+purpose, each file whose predictions differ gets its accuracy in the first run and in this one, with the paired
+difference and its 95% bootstrap interval, per file and pooled over each such method's files.
 With `--before CHECKOUT`, each setting is run first with that checkout's code (the reference), then with this one's.
 """
 import argparse
@@ -21,6 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 HERE = Path(__file__).resolve().parent.parent # this checkout
@@ -49,7 +52,22 @@ def timed_compare(checkout, jobs, images, methods, folder, busy):
 def predictions(folder):
     "Every method × dataset's predictions and confidences in a comparison's results folder, indexed by (file, image)."
     frames = [pd.read_csv(p).assign(file=p.stem) for p in sorted(Path(folder, "compare").glob("*__*.csv"))]
-    return pd.concat(frames).set_index(["file", "index"])[["prediction", "confidence"]].sort_index()
+    return pd.concat(frames).set_index(["file", "index"])[["label", "prediction", "confidence"]].sort_index()
+
+
+def changed_accuracy(found, reference, files):
+    "Accuracy of `files` in the reference run and in `found`, with the paired difference (points) and its 95% bootstrap interval; pooled per method."
+    from ttpt.stats import paired_difference
+    right = lambda frame: frame["prediction"] == frame["label"]
+    groups = [(file, [file]) for file in files] + [(f"{method} (pooled)", [f for f in found.index.unique("file") if f.split("__")[0] == method])
+                                                   for method in sorted({f.split("__")[0] for f in files})]
+    rows = []
+    for name, members in groups:
+        before, after = np.concatenate([right(reference.loc[f]) for f in members]), np.concatenate([right(found.loc[f]) for f in members])
+        d = paired_difference(after, before)
+        rows.append({"results": name, "first run": 100 * before.mean(), "this run": 100 * after.mean(), "difference": d["diff"],
+                     "95% CI": f"[{d['diff_low']:+.1f}, {d['diff_high']:+.1f}]", "same predictions": (found.loc[members, "prediction"] == reference.loc[members, "prediction"]).mean()})
+    return pd.DataFrame(rows)
 
 
 def main():
@@ -76,6 +94,7 @@ def main():
             print(pd.DataFrame(rows[-1:]).round(3).to_string(index=False, header=len(rows) == 1), flush=True)
             differ = found.index[found["prediction"] != reference["prediction"]] if found.index.equals(reference.index) else []
             for file, index in differ[:50]: print(f"  differs: {file} image {index}")
+            if len(differ): print(changed_accuracy(found, reference, sorted({file for file, _ in differ})).round(3).to_string(index=False))
             if found.index.equals(reference.index):
                 moved = (found["confidence"] - reference["confidence"]).abs().groupby(level="file").max()
                 for file, most in moved[moved > 1e-5].items(): print(f"  confidences moved: {file}, up to {most:.2g}")

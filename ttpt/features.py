@@ -155,9 +155,7 @@ class DiskStore:
             raise ValueError(f"features of shape {tuple(feats.shape)} for the view-feature cache {self.folder}, which holds {self.features.shape[1:]}")
         row = feats.detach().float().cpu().numpy()
         self.features[index] = row
-        self.features.flush()
-        self.crc[index] = _crc(row)
-        self.crc.flush()
+        self.crc[index] = _crc(row) # no flush: a row that did not reach the disk fails its checksum and is computed again
 
 # %% ../nbs/23_features.ipynb #52551c8e
 class ViewCache:
