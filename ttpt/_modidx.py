@@ -101,6 +101,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                'ttpt.episodic.Episodic.episode': ('episodic.html#episodic.episode', 'ttpt/episodic.py'),
                                'ttpt.episodic.Episodic.episode_state': ('episodic.html#episodic.episode_state', 'ttpt/episodic.py'),
                                'ttpt.episodic.Episodic.features': ('episodic.html#episodic.features', 'ttpt/episodic.py'),
+                               'ttpt.episodic.Episodic.features_read': ('episodic.html#episodic.features_read', 'ttpt/episodic.py'),
                                'ttpt.episodic.Episodic.logits': ('episodic.html#episodic.logits', 'ttpt/episodic.py'),
                                'ttpt.episodic.Episodic.needs_images': ('episodic.html#episodic.needs_images', 'ttpt/episodic.py'),
                                'ttpt.episodic.Episodic.precision': ('episodic.html#episodic.precision', 'ttpt/episodic.py'),

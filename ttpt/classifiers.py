@@ -18,6 +18,7 @@ from .zeroshot import SINGLE_TEMPLATE, class_text_features, clip_logits, format_
 class TextClassifier:
     "Base of methods that classify with class text features fixed in `prepare` (`self.text_feats`, (K, D))."
     image_store = None # the images' features in the harness's batches, shared between methods (`ViewCache.attach`); None: computed every time
+    features_read = 0 # images whose features this method read from `image_store` (the harness reports the share)
 
     def needs_images(self, indices:list # a batch's dataset indices
                     ) -> bool:
@@ -28,7 +29,9 @@ class TextClassifier:
                        indices:list, # their dataset indices
                       ) -> torch.Tensor:
         "Normalised image features of the batch, (B, D): read from `image_store`, or computed (and stored there)."
-        if images is None: return torch.stack([self.image_store.get(i) for i in indices]).to(self.clip.device)
+        if images is None:
+            self.features_read += len(indices)
+            return torch.stack([self.image_store.get(i) for i in indices]).to(self.clip.device)
         feats = image_features(self.clip, images) # (B, D)
         if self.image_store is not None:
             for index, row in zip(indices, feats): self.image_store.put(index, row)

@@ -94,6 +94,11 @@ class Episodic:
         if type(self).features is not Episodic.features: return True # a method with its own `features` may read the image
         return not all(self.view_features.stored(i) for i in indices)
 
+    @property
+    def features_read(self) -> int:
+        "Images whose views' features `view_features` read from its store (the harness reports the share)."
+        return self.view_features.read
+
     def class_features(self) -> torch.Tensor:
         "The current normalised class features, (K, D): those `build` fixed in `self.text_feats`."
         return self.text_feats

@@ -252,8 +252,7 @@ def evaluate(method, # a method (see the method protocol): `name`, `prepare`, `p
         prepare_seconds, prepare_memory_mb = time.perf_counter() - start, meter.peak_mb()
         if view_cache is not None and todo: # image features in batches are shared only as every whole run batches them: from image 0
             view_cache.attach(method, clip, dataset, batch_size if hasattr(method, "predict_batch") and todo == list(range(len(dataset))) else None)
-        features = getattr(method, "view_features", None) # a view method's `ViewFeatures` counts the images it encoded and read
-        read_before = getattr(features, "read", 0)
+        read_before = getattr(method, "features_read", 0) # images whose features a method read from a shared store (`ViewCache`)
         batched = hasattr(method, "predict_batch") and batch_size > 1
         if batched and clip is None: raise ValueError(f"method {method.name!r} predicts batches preprocessed for a model, but clip is None: pass the LoadedCLIP")
         predictions = [] if not todo else (_in_batches(method, dataset, todo, clip, seed, meter, batch_size, workers, skip_bad_images) if batched
@@ -274,7 +273,7 @@ def evaluate(method, # a method (see the method protocol): `name`, `prepare`, `p
                 done[index] = _parse_row(line) # exactly what the file holds
                 bar.update()
         run = {"images": len(todo), "seconds": time.perf_counter() - start, "batched": batched, "workers": workers, "episodes": episodes,
-               "view_cache": view_cache is not None, "views_read": getattr(features, "read", 0) - read_before, "prepare_seconds": prepare_seconds, "prepare_memory_mb": prepare_memory_mb,
+               "view_cache": view_cache is not None, "views_read": getattr(method, "features_read", 0) - read_before, "prepare_seconds": prepare_seconds, "prepare_memory_mb": prepare_memory_mb,
                "memory_kind": meter.kind, "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         if path is not None and todo: _record_run(path, run)
         if not todo and path is not None: run = _largest_run(path) or run
