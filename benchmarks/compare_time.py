@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ttpt.stats import paired_difference
+
 HERE = Path(__file__).resolve().parent.parent # this checkout
 
 
@@ -57,7 +59,6 @@ def predictions(folder):
 
 def changed_accuracy(found, reference, files):
     "Accuracy of `files` in the reference run and in `found`, with the paired difference (points) and its 95% bootstrap interval; pooled per method."
-    from ttpt.stats import paired_difference
     right = lambda frame: frame["prediction"] == frame["label"]
     groups = [(file, [file]) for file in files] + [(f"{method} (pooled)", [f for f in found.index.unique("file") if f.split("__")[0] == method])
                                                    for method in sorted({f.split("__")[0] for f in files})]
