@@ -42,7 +42,10 @@ def test_model_card_shows_targets_leverage_and_the_old_model_beside_the_new(tmp_
     coop = pd.DataFrame({"trained on": ["photo", "base", "base"], "set": ["photo", "base", "new"], "zero-shot": [80., 85., 80.],
                          "CoOp": [85., 90., 78.], "gain": [5., 5., -2.], "low": [3., 3., -4.], "high": [7., 7., 0.]})
     cosines = pd.Series({"sketch": 0.5, "cartoon": 0.6, "corrupted": 0.8, "hard": 0.7})
-    card = model_card(log, table, leverage, cosines, coop, weights, previous=old, previous_leverage=leverage - 1, code_commit="abc1234")
+    from ttpt.miniclip import pretraining_targets, targets_by_seed
+    per_seed = {3: pretraining_targets(leverage, coop, 19.0), 5: pretraining_targets(leverage.assign(**{"zebra zebra zebra {}.": 79.}), coop, 19.0)}
+    card = model_card(log, table, leverage, cosines, coop, weights, previous=old, previous_leverage=leverage - 1, code_commit="abc1234",
+                      by_seed=targets_by_seed(per_seed))
     assert "| old accuracy | old confidence | old ece | new accuracy |" in card
     assert "| photo | photo | 8 | 100 | 12.5 | 85.0 | 73.0 | 12.0 | 95.0 | 93.0 | 2.0 |" in card
     assert "| hard accuracy / photo accuracy | ≤ 0.9 | 0.75 | yes |" in card
@@ -54,6 +57,8 @@ def test_model_card_shows_targets_leverage_and_the_old_model_beside_the_new(tmp_
     assert "sketch 0.500, cartoon 0.600" in card
     assert f"--steps {log['steps']} --stop_after {log['stop_after']} --threads {log['threads']}" in card
     assert "trained by the code of commit abc1234" in card
+    assert "| target | seed 3 | seed 5 | seeds reached |" in card
+    assert "| photo: 'a photo of a {}.' minus 'zebra zebra zebra {}.' (points) | 10.00 | 1.00 | 1 |" in card  # reached on seed 3 only
 
 
 def test_stop_after_is_the_full_runs_checkpoint_bit_for_bit(tmp_path):

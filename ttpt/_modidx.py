@@ -267,6 +267,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                'ttpt.miniclip.pretraining_targets': ('miniclip.html#pretraining_targets', 'ttpt/miniclip.py'),
                                'ttpt.miniclip.prompt_leverage': ('miniclip.html#prompt_leverage', 'ttpt/miniclip.py'),
                                'ttpt.miniclip.style_cosines': ('miniclip.html#style_cosines', 'ttpt/miniclip.py'),
+                               'ttpt.miniclip.targets_by_seed': ('miniclip.html#targets_by_seed', 'ttpt/miniclip.py'),
                                'ttpt.miniclip.zeroshot_table': ('miniclip.html#zeroshot_table', 'ttpt/miniclip.py')},
             'ttpt.models': { 'ttpt.models.LoadedCLIP': ('models.html#loadedclip', 'ttpt/models.py'),
                              'ttpt.models.LoadedCLIP.__post_init__': ('models.html#loadedclip.__post_init__', 'ttpt/models.py'),

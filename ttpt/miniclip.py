@@ -24,7 +24,7 @@ from .world import DOMAIN_WORDS, HUE_JITTER
 # %% auto #0
 __all__ = ['SHIFT_RATIO', 'OWN_STYLE', 'TARGET_SEED', 'NONSENSE_TEMPLATE', 'UNSEEN_TEMPLATE', 'SHIPPED_CHOICE', 'zeroshot_table',
            'leverage_contexts', 'context_predictions', 'prompt_leverage', 'style_cosines', 'coop_targets',
-           'pretraining_targets', 'model_card', 'main']
+           'pretraining_targets', 'targets_by_seed', 'model_card', 'main']
 
 # %% ../nbs/30_miniclip.ipynb #31ecdf70
 def zeroshot_table(clip:LoadedCLIP, # the model
@@ -149,6 +149,14 @@ def pretraining_targets(leverage:pd.DataFrame, # `prompt_leverage` of the model
     return pd.DataFrame(rows, columns=["target", "aim", "value", "reached"])
 
 
+# %% ../nbs/30_miniclip.ipynb #ca2fd7f0
+def targets_by_seed(tables:dict, # benchmark seed -> `pretraining_targets` of one model on that seed
+                   )->pd.DataFrame:
+    "Each target's value on every seed and on how many seeds it is reached, (targets, seeds + 1)."
+    values = pd.DataFrame({f"seed {s}": t.set_index("target").value for s, t in tables.items()})  # (targets, seeds)
+    reached = pd.DataFrame({s: t.set_index("target").reached for s, t in tables.items()})  # (targets, seeds) bool
+    return values.assign(**{"seeds reached": reached.sum(axis=1).astype(int)})
+
 # %% ../nbs/30_miniclip.ipynb #e195528b
 def _markdown(df:pd.DataFrame)->str:
     "A DataFrame as a markdown table, floats to one decimal."
@@ -167,6 +175,7 @@ def model_card(log:dict,           # the log returned by `pretrain`
                machine:str="a shared 2-core CPU", # where it trained, for the wall time
                code_commit:str|None=None, # the commit whose code trained the weights, when the recipe changed since
                chosen:str="", # how the shipped checkpoint was chosen, and what that choice looked at
+               by_seed:pd.DataFrame|None=None, # `targets_by_seed` of the model: the targets on more benchmark seeds
               )->str:
     "Markdown model card of a pretrained ttpt-miniclip."
     cfg = open_clip.get_model_config(log["model_name"])
@@ -184,6 +193,9 @@ def model_card(log:dict,           # the log returned by `pretrain`
                                                                  zip(leverage["own word gain"], leverage["gain low"], leverage["gain high"])]})
     if previous_leverage is not None: lev = lev.join(previous_leverage[contexts].rename(columns=lambda c: f"old: {c}"))
     lev = lev.reset_index()
+    seeds = "" if by_seed is None else ("\n\nThe same targets on more benchmark seeds, with the same sizes (`targets_by_seed`): a value "
+        "within noise of its aim can pass on one seed and fail on the next.\n\n" + _markdown(by_seed.reset_index().assign(
+            **{c: by_seed[c].map(lambda v: f"{v:.2f}").values for c in by_seed.columns if c.startswith("seed ")})))
     coop_rows = coop.assign(**{"gain [95% CI]": [f"{g:+.1f} [{lo:+.1f}, {hi:+.1f}]" for g, lo, hi in zip(coop.gain, coop.low, coop.high)]}
                             ).drop(columns=["gain", "low", "high"])
     return f"""# {log['model_name']}: ttpt's miniature CLIP
@@ -237,7 +249,7 @@ there, so a GPU run is close to the CPU run, not bitwise equal.
 Zero-shot with "a photo of a {{}}." unless said otherwise; benchmark seed {TARGET_SEED}, which no training set or test
 set uses; {int(leverage.loc['photo', 'n'])} photo images and {int(leverage.loc['sketch', 'n'])} per other set. {chosen}
 
-{_markdown(targets)}
+{_markdown(targets)}{seeds}
 
 ## Prompt leverage
 Zero-shot accuracy (%) under each context; "own word gain": the domain's own caption word ({', '.join(f'{d}: "{t}"' for d, t in OWN_STYLE.items())})
