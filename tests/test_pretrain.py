@@ -27,7 +27,7 @@ def test_bad_domain_mix_is_refused():
 
 def test_model_card_shows_targets_leverage_and_the_old_model_beside_the_new(tmp_path):
     import pandas as pd
-    from ttpt.miniclip import model_card
+    from ttpt.miniclip import model_card, pretraining_targets, targets_by_seed
     from ttpt.pretrain import save_pretrained
     model, log = pretrain(seed=0, steps=2, batch_size=4, warmup=1, workers=0, log_every=0)
     weights = save_pretrained(model, log, tmp_path / "tiny.safetensors")
@@ -42,7 +42,6 @@ def test_model_card_shows_targets_leverage_and_the_old_model_beside_the_new(tmp_
     coop = pd.DataFrame({"trained on": ["photo", "base", "base"], "set": ["photo", "base", "new"], "zero-shot": [80., 85., 80.],
                          "CoOp": [85., 90., 78.], "gain": [5., 5., -2.], "low": [3., 3., -4.], "high": [7., 7., 0.]})
     cosines = pd.Series({"sketch": 0.5, "cartoon": 0.6, "corrupted": 0.8, "hard": 0.7})
-    from ttpt.miniclip import pretraining_targets, targets_by_seed
     per_seed = {3: pretraining_targets(leverage, coop, 19.0), 5: pretraining_targets(leverage.assign(**{"zebra zebra zebra {}.": 79.}), coop, 19.0)}
     card = model_card(log, table, leverage, cosines, coop, weights, previous=old, previous_leverage=leverage - 1, code_commit="abc1234",
                       by_seed=targets_by_seed(per_seed))
