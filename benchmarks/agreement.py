@@ -13,8 +13,7 @@ from pathlib import Path
 
 from ttpt.benchmark import get_dataset
 from ttpt.evaluate import evaluate, read_results
-import ttpt.experiments # registers every method
-from ttpt.methods import make_method
+from ttpt.registry import make_method
 from ttpt.setup import Setup
 from ttpt.models import load_clip
 

@@ -27,14 +27,13 @@ import ttpt, torch
 wait = os.environ.get("OMP_WAIT_POLICY", "default") if policy == "ttpt" else "default"
 from ttpt.benchmark import get_dataset
 from ttpt.coop import train_coop
-from ttpt.setup import Setup
+from ttpt.benchmark import few_shot_source
 from ttpt.models import load_clip
 from ttpt.tpt import TPT
 from ttpt.threads import use_threads
 clip = load_clip()
 if policy == "ttpt": use_threads(clip)
-setup = Setup(clip, progress=False)
-source = setup.source_set()
+source = few_shot_source()
 from ttpt.zeroshot import encode_dataset
 features = encode_dataset(clip, source)
 start = time.perf_counter()

@@ -3,7 +3,7 @@
     python benchmarks/profile_compare.py [--images 50] [--methods ...] [--datasets ...] [--threads N]
     python benchmarks/profile_compare.py --full          # the default comparison's size, 1000 images per set
 
-It runs `ttpt.methods.compare` one method at a time, as `ttpt compare` does (one shared view-feature cache, the
+It runs `ttpt.compare.compare` one method at a time, as `ttpt compare` does (one shared view-feature cache, the
 source stages trained from a clean, temporary cache), with timers wrapped around the pieces every method shares:
 
 - views: `ViewMaker.__call__` (decoding excluded: the benchmark renders its images);
@@ -30,7 +30,7 @@ import torch
 import ttpt
 from ttpt import prompts, views
 from ttpt.benchmark import SUITES
-from ttpt.experiments import STANDARD
+from ttpt.registry import STANDARD
 from ttpt.compare import compare
 from ttpt.setup import Setup
 from ttpt.models import load_clip

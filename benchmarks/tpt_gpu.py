@@ -30,16 +30,16 @@ def views_on_device(clip, data, views, episodes):
     method.prepare(clip, data.classes)
     images = [data[i][0] for i in range(len(data))]
     ready = {i: method.views(image, i).to(clip.device) for i, image in enumerate(images)} # made and moved before timing
-    for i in range(min(episodes, len(images))): method.view_features.prefetched[i] = ready[i]
-    method.adapt_batch(images[:episodes], list(range(min(episodes, len(images))))) # warm-up (kernels, allocator)
+    method.take_views({i: ready[i] for i in range(min(episodes, len(images)))})
+    method.predict_episodes(images[:episodes], list(range(min(episodes, len(images))))) # warm-up (kernels, allocator)
     meter = PeakMemory(clip.device)
     meter.reset()
     synchronise(clip.device)
     start = time.perf_counter()
     for first in range(0, len(images), episodes):
         batch = list(range(first, min(first + episodes, len(images))))
-        method.view_features.prefetched = {i: ready[i] for i in batch}
-        method.adapt_batch([images[i] for i in batch], batch).cpu()
+        method.take_views({i: ready[i] for i in batch})
+        method.predict_episodes([images[i] for i in batch], batch).cpu()
     synchronise(clip.device)
     return (time.perf_counter() - start) / len(images), meter.peak_mb()
 

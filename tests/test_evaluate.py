@@ -23,6 +23,7 @@ from ttpt.evaluate import evaluate
 from ttpt.reports import comparison_table, expected_calibration_error, reliability_table, summarise
 from ttpt.features import DiskStore
 from ttpt.classifiers import ZeroShot
+from ttpt.protocol import Capabilities, Kind, Method
 
 CLASSES = ["red", "green", "blue", "grey"]
 
@@ -45,8 +46,9 @@ class Solids:
 
 
 @dataclass
-class Guess:
+class Guess(Method):
     "Random probabilities seeded by (seed, index); optionally slow, optionally dying at one index."
+    capabilities = Capabilities(Kind.IMAGE)
     seed: int = 0
     temperature: float = 2.0
     name = "guess"
@@ -264,8 +266,9 @@ def test_two_runs_into_one_file(tmp_path):
 
 
 @dataclass
-class Brightness:
+class Brightness(Method):
     "Probabilities from the mean of each colour channel; has `predict_batch`."
+    capabilities = Capabilities(Kind.BATCH)
     name = "brightness"
     temperature: float = 0.5
 
@@ -319,9 +322,11 @@ def test_repainted_images_of_the_same_size_are_not_reused(tmp_path):
 _METHOD = """
 from dataclasses import dataclass
 import torch
+from ttpt.protocol import Capabilities, Kind, Method
 
 @dataclass
-class Edited:
+class Edited(Method):
+    capabilities = Capabilities(Kind.IMAGE)
     name = "edited"
     def prepare(self, clip, classnames): self.n_classes = len(classnames)
     def predict(self, image, index): return torch.full((self.n_classes,), 1 / self.n_classes)

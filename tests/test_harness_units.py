@@ -9,10 +9,11 @@ import torch
 from fastcore import test as fc  # fastcore's checks show both values when they fail (imported by module: pytest would collect test_*)
 
 from ttpt.benchmark import check_classes, get_dataset
-from ttpt.evaluate import runs_episodes, seed_everything
+from ttpt.evaluate import seed_everything
 from ttpt.identity import run_fingerprint
 from ttpt.models import MINICLIP, load_clip, weights_digest
 from ttpt.pretrain import lr_at, make_optimizer
+from ttpt.protocol import Capabilities, Kind, Method
 
 
 def test_lr_at_warms_up_then_decays_to_zero():
@@ -79,8 +80,9 @@ def test_world_labels_without_rendering():
 
 
 @dataclass
-class Fixed:
+class Fixed(Method):
     "A method whose only setting is its probabilities."
+    capabilities = Capabilities(Kind.IMAGE)
     probabilities:tuple = (0.5, 0.5)
     name:str = "fixed"
 
@@ -101,8 +103,11 @@ def test_run_fingerprint_records_what_makes_a_run():
     fc.test_eq(run_fingerprint(Fixed(), TwoImages(), None, seed=5, shard=(0, 2))["shard"], [0, 2])
 
 
-def test_runs_episodes_is_false_when_switched_off():
-    class Off(Fixed): predict_episodes = None
-    class On(Fixed):
+def test_a_declared_capability_must_be_implemented():
+    "A method that declares episodes at once but implements no `predict_episodes` is refused when it is defined."
+    with pytest.raises(TypeError, match="does not implement predict_episodes"):
+        class Promised(Fixed): capabilities = Capabilities(Kind.IMAGE, episodes_at_once=True)
+    class Kept(Fixed):
+        capabilities = Capabilities(Kind.IMAGE, episodes_at_once=True)
         def predict_episodes(self, images, indices): return None
-    fc.test_eq([runs_episodes(Fixed()), runs_episodes(Off()), runs_episodes(On())], [False, False, True])
+    fc.test_eq([Fixed.capabilities.episodes_at_once, Kept.capabilities.episodes_at_once], [False, True])

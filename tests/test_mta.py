@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from ttpt.benchmark import get_dataset
-from ttpt.methods import make_method, METHODS
+from ttpt.registry import make_method, METHODS
 from ttpt.setup import Setup
 from ttpt.mta import MTA, mta_mode
 
@@ -88,7 +88,7 @@ def test_bad_settings_are_clear_errors(settings, message):
 
 def test_mta_is_a_registered_method_outside_the_default(clip):
     assert "mta" in METHODS
-    method = make_method("mta", Setup(clip, n_views=16, seed=2))
+    method = make_method("mta", Setup(clip, seed=2, settings={"n_views": 16}))
     assert isinstance(method, MTA) and method.n_views == 16 and method.seed == 2
 
 

@@ -12,13 +12,23 @@ import PIL.Image
 import torch
 
 from .models import LoadedCLIP
+from .protocol import Capabilities, Kind, Method
 from .zeroshot import SINGLE_TEMPLATE, class_text_features, clip_logits, format_templates, image_features
 
 # %% ../nbs/06_classifiers.ipynb #c532d8f4
-class TextClassifier:
+class TextClassifier(Method):
     "Base of methods that classify with class text features fixed in `prepare` (`self.text_feats`, (K, D))."
-    image_store = None # the images' features in the harness's batches, shared between methods (`ViewCache.attach`); None: computed every time
+    capabilities = Capabilities(Kind.BATCH, shared_features=True)
+    image_store = None # the images' features in the harness's batches, shared between methods (`share_features`); None: computed every time
     features_read = 0 # images whose features this method read from `image_store` (the harness reports the share)
+
+    def share_features(self, cache, # a `ViewCache`
+                       clip, # the LoadedCLIP
+                       dataset, # the dataset about to be predicted
+                       batch_size:int|None, # the batches it predicts from image 0 (None: not from image 0, nothing shared)
+                      ):
+        "Read and write the images' features in the cache's store for batches of `batch_size` from image 0."
+        self.image_store = None if batch_size is None else cache.image_store(clip, dataset, batch_size)
 
     def needs_images(self, indices:list # a batch's dataset indices
                     ) -> bool:

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 import torch
 
-import ttpt.methods
 from .selection import marginal_entropy
 from .tpt import TPT
 
@@ -32,6 +31,3 @@ class CTPT(TPT):
                  ) -> torch.Tensor:
         "$H(\\tilde p) - \\lambda\\,\\text{ATFD}$."
         return marginal_entropy(logits) - self.dispersion_weight * text_dispersion(text_feats)
-
-# %% ../nbs/26_ctpt.ipynb #55e1a561
-ttpt.methods.register("c-tpt", lambda s: CTPT(n_views=s.n_views, steps=s.steps, seed=s.seed), "C-TPT: TPT with a text-dispersion calibration term")

@@ -15,6 +15,7 @@ import torch
 
 from .checks import check_int
 from .models import LoadedCLIP
+from .protocol import Capabilities, Kind, Method
 from .selection import average_log_probs, entropy, n_confident, select_confident_views
 from .features import ViewFeatures
 from .views import ViewMaker
@@ -41,12 +42,19 @@ class Episode:
         return average_log_probs(self.logits[self.selected]).exp()
 
 @dataclass
-class Episodic:
+class Episodic(Method):
     "Base of per-image (episodic) methods: a template predict (features → logits → score → select → adapt → aggregate) with hooks, and the reset of declared per-sample state."
+    capabilities = Capabilities(Kind.IMAGE, shared_features=True)
+    settings = ("n_views", "seed")
     n_views:int=64 # views per image N, the original included (TPT: 64)
     keep:float=0.1 # fraction q of lowest-scoring views selected (TPT: 0.1)
     augmix:bool=False # AugMix the random views (TPT: on for the fine-grained sets)
     seed:int=0 # seeds the views of image i as (seed, i)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.features is not Episodic.features and cls.capabilities.shared_features:
+            raise TypeError(f"{cls.__name__} computes its own `features`: declare capabilities without shared_features")
 
     def __post_init__(self):
         check_int(self.n_views, "n_views", 1)
@@ -88,16 +96,32 @@ class Episodic:
         "Normalised image features of the image's views, (N, D); view 0 is the original."
         return self.view_features(image, index)
 
+    def share_features(self, cache, # a `ViewCache`
+                       clip, # the LoadedCLIP
+                       dataset, # the dataset about to be predicted
+                       batch_size:int|None, # not used: views are stored per image
+                      ):
+        "Read and write the views' features in the cache's store for these views of this dataset."
+        self.view_features.store = cache.store(clip, dataset, self.views)
+
     def needs_images(self, indices:list # the dataset indices of the images predicted together
                     ) -> bool:
-        "Whether predicting these images reads their pixels: not when `features` is this one and every image's views' features are stored."
-        if type(self).features is not Episodic.features: return True # a method with its own `features` may read the image
-        return not all(self.view_features.stored(i) for i in indices)
+        "Whether predicting these images reads their pixels: not when the method shares its views' features and every image's are stored."
+        return not self.capabilities.shared_features or not all(self.view_features.stored(i) for i in indices)
 
     @property
     def features_read(self) -> int:
         "Images whose views' features `view_features` read from its store (the harness reports the share)."
-        return self.view_features.read
+        return self.view_features.read if self.capabilities.shared_features else 0
+
+    def view_maker(self) -> ViewMaker|None:
+        "The views the harness's worker processes make ahead: the method's own, when it shares their features."
+        return self.views if self.capabilities.shared_features else None
+
+    def take_views(self, views:dict # dataset index -> views made ahead in a worker process
+                  ):
+        "Hand the views made ahead to `view_features`, which encodes them instead of making them again."
+        self.view_features.prefetched = views
 
     def class_features(self) -> torch.Tensor:
         "The current normalised class features, (K, D): those `build` fixed in `self.text_feats`."

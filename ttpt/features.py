@@ -194,13 +194,3 @@ class ViewCache:
         key = {"model": model_identity(clip), "dataset": dataset_identity(dataset), "eval batches": batch_size,
                "device": torch.device(clip.device).type, "code": modules_identity("ttpt.zeroshot")} # the code that encodes them
         return self._store_for(key, len(dataset))
-
-    def attach(self, method, # a prepared method; used if its `view_features` is a `ViewFeatures` or it has an `image_store`
-               clip, # the LoadedCLIP it was prepared with
-               dataset, # the dataset it is about to predict
-               batch_size:int|None=None, # the batches it predicts, from image 0 (None: no shared image features)
-              ):
-        "Give a method's `ViewFeatures` the store for its views on this dataset, and a batch method its `image_store` (others are left alone)."
-        features = getattr(method, "view_features", None)
-        if isinstance(features, ViewFeatures): features.store = self.store(clip, dataset, features.views)
-        if hasattr(method, "image_store"): method.image_store = None if batch_size is None else self.image_store(clip, dataset, batch_size)

@@ -13,7 +13,6 @@ import torch.nn.functional as F
 
 from .checks import check_int
 from .episodic import Episodic
-import ttpt.methods
 from .zeroshot import SINGLE_TEMPLATE, class_text_features, clip_logits, format_templates
 
 # %% ../nbs/29_mta.ipynb #25507730
@@ -89,6 +88,3 @@ class MTA(Episodic):
         "Class probabilities of the mode of the image's views, (K,)."
         mode, _ = mta_mode(feats, logits.softmax(-1), self.inlier_temperature, self.agreement_weight, self.iterations, self.neighbours)
         return clip_logits(self.clip, mode[None], self.text_feats).softmax(-1)[0]
-
-# %% ../nbs/29_mta.ipynb #0df809b0
-ttpt.methods.register("mta", lambda s: MTA(n_views=s.n_views, seed=s.seed), "MTA: the inlierness-weighted MeanShift mode of the views' embeddings, no backprop")

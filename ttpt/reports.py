@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['reliability_table', 'expected_calibration_error', 'summarise', 'difference_table', 'format_differences',
-           'comparison_table', 'plot_comparison', 'plot_differences', 'plot_reliability', 'print_comparison',
-           'RandomImages', 'cost_table']
+           'comparison_table', 'plot_comparison', 'plot_differences', 'plot_reliability', 'over_orders',
+           'print_comparison', 'RandomImages', 'cost_table']
 
 # %% ../nbs/19_reports.ipynb #137d21fd
 import math
@@ -18,7 +18,7 @@ import PIL.Image
 import seaborn as sns
 from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
 
-from .evaluate import evaluate, runs_episodes
+from .evaluate import evaluate
 from .models import LoadedCLIP
 from .stats import paired_difference
 
@@ -179,6 +179,15 @@ def plot_reliability(results:pd.DataFrame, # per-image rows of one method × dat
     return ax
 
 # %% ../nbs/19_reports.ipynb #79e96275
+def over_orders(summary:pd.DataFrame, # a `summarise` frame in which an online method's runs are named "name@order"
+               ) -> pd.DataFrame:
+    "Each online method × dataset over its stream orders: accuracy, ECE and the difference to the baseline, as mean, standard deviation and range."
+    online = summary[summary["method"].str.contains("@", regex=False)]
+    online = online.assign(method=online["method"].str.rsplit("@", n=1).str[0])
+    columns = [c for c in ("accuracy", "ece", "diff") if c in online]
+    stats = {f"{c}_{s}": (c, s) for c in columns for s in ("mean", "std", "min", "max")}
+    return online.groupby(["method", "dataset"], sort=False).agg(orders=("accuracy", "size"), **stats).reset_index()
+
 def print_comparison(results:pd.DataFrame, # per-image results of several methods and datasets
                      baseline:str="zeroshot", # the method the differences are taken to
                      file=None, # where to print (default: stdout)
@@ -191,6 +200,8 @@ def print_comparison(results:pd.DataFrame, # per-image results of several method
     if (summary["views_read"] > 0).any():
         print("\nShare of images whose views' features the run read from the shared cache (those images/s leave out encoding\n"
               "the views, which the run that encoded them paid)\n" + comparison_table(summary, "views_read", mean=False).round(2).to_string(), file=file)
+    online = over_orders(summary)
+    if len(online): print("\nOnline methods over their stream orders (each order's paired interval is in the difference table)\n" + online.round(2).to_string(index=False), file=file)
     if baseline in set(results["method"]) and results["method"].nunique() > 1:
         print(f"\nDifference to {baseline} on the same images (points; 95% paired bootstrap CI; exact McNemar p; * : CI excludes 0)\n"
               + format_differences(difference_table(results, baseline)).to_string(index=False), file=file)
@@ -212,7 +223,7 @@ def cost_table(clip:LoadedCLIP, # the model
                episodes:int=1, # images per pass for methods that run several episodes at once
               ) -> pd.DataFrame:
     "images/s, peak memory (MiB) and prepare seconds of each method on the same images, with ratios to the first."
-    runs = [evaluate(m, dataset, clip, progress=False, episodes=episodes if runs_episodes(m) else 1) for m in methods]
+    runs = [evaluate(m, dataset, clip, progress=False, episodes=episodes if m.capabilities.episodes_at_once else 1) for m in methods]
     table = summarise(pd.concat(runs), baseline=None).set_index("method")[["images_per_s", "peak_memory_mb", "prepare_s"]]
     return table.assign(**{"speed ratio": table["images_per_s"] / table["images_per_s"].iloc[0],
                            "memory ratio": table["peak_memory_mb"] / table["peak_memory_mb"].iloc[0]})

@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['GradientMatching', 'second_order', 'context_gradients', 'SourceLoss', 'train_source_stage', 'frozen_head',
-           'adapt_to_classnames', 'SelfTPT', 'SelfTPTViews', 'self_tpt_stage1']
+           'adapt_to_classnames', 'SelfTPT', 'SelfTPTViews', 'SelfTPTSource', 'SelfTPTViewsSource']
 
 # %% ../nbs/41_self_tpt.ipynb #9f22a87f
 import json
@@ -22,9 +22,10 @@ from .checks import check_int
 from .classifiers import TextClassifier
 from .cpt import CPTLoss, TextViews, identity_head
 from .episodic import Episodic
-import ttpt.methods
 from .models import LoadedCLIP
 from .prompts import CONTEXT_PHRASE
+from .protocol import Capabilities, Kind
+from .setup import Setup, SourceStage
 from .source import SourceBatch, train_prompts
 from .zeroshot import SINGLE_TEMPLATE, clip_logits
 
@@ -146,6 +147,7 @@ def adapt_to_classnames(clip:LoadedCLIP, # the frozen CLIP
 @dataclass
 class SelfTPT(TextClassifier):
     "Self-TPT: the source stage's prompt adapted once per class set by CPT on the class names, then zero-shot inference."
+    capabilities = Capabilities(Kind.BATCH, per_class_set=True, shared_features=True)
     context:torch.Tensor # the source stage's context (M, W)
     head:torch.Tensor|None=None # the source stage's projection head (D, D), or None
     steps:int=10 # stage-2 CPT steps on the class names (0: no stage 2)
@@ -169,6 +171,7 @@ class SelfTPT(TextClassifier):
 @dataclass
 class SelfTPTViews(Episodic):
     "Self-TPT-v: Self-TPT's adapted prompt, with the predictions of the image's N views averaged."
+    capabilities = Capabilities(Kind.IMAGE, per_class_set=True, shared_features=True)
     keep:float=1.0 # every view is averaged (no selection)
     base:SelfTPT|None=None # the Self-TPT whose adapted prompt classifies
     name:str="self-tpt-v" # method name in result tables
@@ -194,11 +197,24 @@ class SelfTPTViews(Episodic):
         return logits.softmax(-1).mean(0) # 1/N Σ p(·|x_i)
 
 # %% ../nbs/41_self_tpt.ipynb #3a0f5c85
-def self_tpt_stage1(setup, # a `Setup`: the model, the source set, the epochs (`self_tpt_epochs`) and the cache
-                   ) -> dict:
-    "Self-TPT's source stage (context and head, default weights) on the setup's few-shot source set, cached."
-    return setup.trained("self-tpt", train_source_stage, setup.self_tpt_epochs)
+@dataclass
+class SelfTPTSource(SourceStage):
+    "Self-TPT's source stage (context and head, default weights) on the few-shot source set, cached."
+    settings = SourceStage.settings + ("shots", "self_tpt_epochs")
+    shots:int=16 # labelled source images per class
+    self_tpt_epochs:int=20 # Self-TPT source-stage epochs (chosen on validation renders in *Self-TPT*; 50 before, 2.5× longer)
 
-ttpt.methods.register("self-tpt", lambda s: SelfTPT(**self_tpt_stage1(s)), "Self-TPT: prompt adapted once per class set by contrastive prompt tuning")
-ttpt.methods.register("self-tpt-v", lambda s: SelfTPTViews(n_views=s.n_views, seed=s.seed, base=SelfTPT(**self_tpt_stage1(s))),
-                      "Self-TPT-v: Self-TPT averaging the predictions of 64 views")
+    def __call__(self, setup:Setup, # the run: model, seed, artifact cache
+                 method:dict|None=None, # not used: the source stage does not depend on the method
+                ) -> dict:
+        "{'context': (M, W), 'head': (D, D)}, trained once per model and settings and cached."
+        return setup.trained("self-tpt", train_source_stage, self.self_tpt_epochs, source=self.source, shots=self.shots)
+
+@dataclass
+class SelfTPTViewsSource(SelfTPTSource):
+    "Self-TPT-v's source stage: Self-TPT's, handed over as the base Self-TPT whose adapted prompt classifies the views."
+    def __call__(self, setup:Setup, # the run: model, seed, artifact cache
+                 method:dict|None=None, # not used
+                ) -> dict:
+        "{'base': a SelfTPT started from the source stage}."
+        return {"base": SelfTPT(**super().__call__(setup))}

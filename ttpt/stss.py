@@ -11,9 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from .episodic import Episodic
-import ttpt.methods
 from .prompts import CONTEXT_PHRASE, PromptLearner, gaussian_directions
-from .sapt import sapt_context
 from .selection import entropy, vote_shares
 
 # %% ../nbs/51_stss.ipynb #886a63b9
@@ -70,8 +68,3 @@ class STSS(Episodic):
         "Vote share (or mean probability) of each class among the s flattest views, (K,)."
         kept = logits[selected] # (s, K)
         return kept.softmax(-1).mean(0) if self.vote == "average" else vote_shares(kept)
-
-# %% ../nbs/51_stss.ipynb #7b79ebd1
-ttpt.methods.register("stss", lambda s: STSS(n_views=s.n_views, seed=s.seed), "STSS: the flattest views of the hand-written prompt vote, no backprop")
-ttpt.methods.register("tlla", lambda s: STSS(n_views=s.n_views, seed=s.seed, context=sapt_context(s), name="tlla"),
-                      "TLLA: SAPT's prompt with sharpness-based view selection, no backprop")

@@ -13,7 +13,7 @@ import torch
 
 from .checks import check_int
 from .episodic import Episodic
-import ttpt.methods
+from .protocol import Capabilities, Kind
 from .prompts import CONTEXT_PHRASE, PromptLearner, encode_text_embeddings
 from .selection import marginal_entropy
 from .steps import plain_step
@@ -53,6 +53,7 @@ def episode_prompt_embeddings(learner:PromptLearner, # a shared-context prompt l
 @dataclass
 class PromptTuner(Episodic):
     "Per-image prompt tuning on the episodic template: a prompt learner and its AdamW, reset before each image, tuned by `tuning_loop` on the selected views."
+    settings = ("n_views", "steps", "seed")
     steps:int=1 # optimisation steps per image
     lr:float=5e-3 # AdamW learning rate
     context:str|torch.Tensor=CONTEXT_PHRASE # the initial context: a phrase, or a trained (e.g. CoOp) (M, W) context
@@ -105,6 +106,7 @@ class PromptTuner(Episodic):
 @dataclass
 class TPT(PromptTuner):
     "Test-time prompt tuning (Shu et al., 2022): per-image entropy minimisation over confident augmented views."
+    capabilities = Capabilities(Kind.IMAGE, episodes_at_once=True, shared_features=True)
     name:str="tpt" # method name in result tables
 
     def build(self, classnames:list # class names in label order
@@ -149,6 +151,3 @@ class TPT(PromptTuner):
             tuning_loop(forward, total, (logits, text), optimizer, self.update, self.steps, shared_start=True)
             with torch.no_grad(): text = self.episode_text(contexts)
         return (self.clip.logit_scale * feats[:, 0:1] @ text.transpose(1, 2)).float().softmax(-1)[:, 0] # the original views, (B, K)
-
-# %% ../nbs/25_tpt.ipynb #30f07347
-ttpt.methods.register("tpt", lambda s: TPT(n_views=s.n_views, steps=s.steps, seed=s.seed), "TPT: per-image entropy minimisation on confident views")

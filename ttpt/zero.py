@@ -11,7 +11,6 @@ from dataclasses import dataclass
 import torch
 
 from .episodic import Episodic
-import ttpt.methods
 from .selection import vote_shares
 from .zeroshot import SINGLE_TEMPLATE, class_text_features, format_templates
 
@@ -38,6 +37,3 @@ class Zero(Episodic):
                  ) -> torch.Tensor:
         "Vote share of each class among the confident views, (K,)."
         return vote_shares(logits[selected])
-
-# %% ../nbs/26_zero.ipynb #ce493c31
-ttpt.methods.register("zero", lambda s: Zero(n_views=s.n_views, seed=s.seed), "Zero: vote of the confident views, no backprop")
