@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
+from .checks import ProgressBar
 
 from .checks import check_int
 from .datasets import resolve_dataset
@@ -131,7 +131,7 @@ def fill_in_processes(setup:Setup, # the model and the shared settings (the mode
     pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=tasks._start_worker, initargs=(replace(setup, progress=False), modules, list(sets), n, data_root, cache_root))
     total = sum(len(sets[d]) for _, d in todo)
     try:
-        with tqdm(total=total, desc=f"{len(methods)} methods × {len(sets)} sets in {jobs} processes", unit="image", disable=not progress) as bar:
+        with ProgressBar(total=total, desc=f"{len(methods)} methods × {len(sets)} sets in {jobs} processes", unit="image", disable=not progress) as bar:
             builds = {pool.submit(tasks._build, m): m for m in dict.fromkeys(m for m, _ in todo)}
             shards = {pool.submit(tasks._evaluate_shard, m, d, (rank, jobs), out, episodes, workers, skip_bad_images): (m, d) for m, d in todo for rank in range(jobs)}
             left, built_count = {pair: jobs for pair in todo}, 0

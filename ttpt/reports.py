@@ -192,7 +192,7 @@ def print_comparison(results:pd.DataFrame, # per-image results of several method
         print("\nShare of images whose views' features the run read from the shared cache (those images/s leave out encoding\n"
               "the views, which the run that encoded them paid)\n" + comparison_table(summary, "views_read", mean=False).round(2).to_string(), file=file)
     if baseline in set(results["method"]) and results["method"].nunique() > 1:
-        print(f"\nDifference to {baseline} on the same images (points; 95% paired bootstrap CI; exact McNemar p; * : CI excludes 0)\n"
+        print(f"\nDifference to {baseline} on the same images (points; exact 95% paired CI; exact McNemar p; * : CI excludes 0, i.e. p < 0.05)\n"
               + format_differences(difference_table(results, baseline)).to_string(index=False), file=file)
 
 # %% ../nbs/19_reports.ipynb #422243e8
