@@ -53,6 +53,7 @@ return {
   ids: [...document.querySelectorAll("[id]")].map(e => e.id),
   links: [...document.querySelectorAll("a[href]")].map(a => a.getAttribute("href")),
   contents: [...document.querySelectorAll(".preview-contents dt a")].map(a => a.getAttribute("href")),
+  outputs: [...document.querySelectorAll(".jp-OutputArea-output, .cell-output")].map(e => e.innerText).join("\\n"),
   cut: [...document.querySelectorAll("main pre")].filter(p => p.scrollWidth > p.clientWidth + 1)  // code wider than its cell
          .map(p => p.innerText.split("\\n").reduce((a, b) => (b.length > a.length ? b : a), "").slice(0, 80)),
 };
@@ -136,7 +137,7 @@ def test_code_fits_and_no_warning(preview, notebook):
     "Long code lines wrap inside their cell (none runs past its right edge), and no page shows a library warning."
     page = preview[PAGES[notebook.name]]
     assert not page["cut"], f"{PAGES[notebook.name]}: code wider than its cell, e.g. {page['cut'][:3]}"
-    warned = re.findall(r"^.*(?:WARNING:\S+:|\w+Warning: |No pretrained weights loaded).*$", page["text"], re.M)
+    warned = re.findall(r"^.*(?:WARNING:\S+:|\w+Warning: |No pretrained weights loaded).*$", page["outputs"], re.M)
     assert not warned, f"{PAGES[notebook.name]} shows warnings: {warned[:3]}"
 
 
