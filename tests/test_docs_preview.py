@@ -53,6 +53,9 @@ return {
   ids: [...document.querySelectorAll("[id]")].map(e => e.id),
   links: [...document.querySelectorAll("a[href]")].map(a => a.getAttribute("href")),
   contents: [...document.querySelectorAll(".preview-contents dt a")].map(a => a.getAttribute("href")),
+  outputs: [...document.querySelectorAll(".jp-OutputArea-output, .cell-output")].map(e => e.innerText).join("\\n"),
+  cut: [...document.querySelectorAll("main pre")].filter(p => p.scrollWidth > p.clientWidth + 1)  // code wider than its cell
+         .map(p => p.innerText.split("\\n").reduce((a, b) => (b.length > a.length ? b : a), "").slice(0, 80)),
 };
 """
 
@@ -127,6 +130,15 @@ def test_page_renders(preview, notebook):
     assert page["title"] == _title(notebook), f"{PAGES[notebook.name]}: title {page['title']!r}, notebook {_title(notebook)!r}"
     assert len(page["text"]) > 500, f"{PAGES[notebook.name]} shows only {len(page['text'])} characters:\n{page['text']}"
     assert not page["console"], f"{PAGES[notebook.name]}: browser errors {page['console']}"
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
+def test_code_fits_and_no_warning(preview, notebook):
+    "Long code lines wrap inside their cell (none runs past its right edge), and no page shows a library warning."
+    page = preview[PAGES[notebook.name]]
+    assert not page["cut"], f"{PAGES[notebook.name]}: code wider than its cell, e.g. {page['cut'][:3]}"
+    warned = re.findall(r"^.*(?:WARNING:\S+:|\w+Warning: |No pretrained weights loaded).*$", page["outputs"], re.M)
+    assert not warned, f"{PAGES[notebook.name]} shows warnings: {warned[:3]}"
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)

@@ -84,6 +84,9 @@ main { margin-left: 17rem; padding: 1rem 2rem; max-width: 62rem; }
 .preview-pager .next { margin-left: auto; }
 main .jp-RenderedHTMLCommon a, main .jp-RenderedHTMLCommon a code { color: #1f5fbf; }
 .preview-contents dd { margin: 0 0 0.8rem 1.5rem; color: #444; }
+/* as nbs/styles.css on the site: long code lines wrap inside their cell, wide outputs scroll */
+.jp-InputArea-editor pre, .highlight pre, .jp-OutputArea-output pre { white-space: pre-wrap; overflow-wrap: anywhere; }
+.jp-OutputArea-output { overflow-x: auto; }
 """
 
 

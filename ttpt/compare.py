@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
+from .checks import ProgressBar
 
 from .checks import check_int
 from .datasets import resolve_dataset
@@ -145,7 +145,7 @@ def fill_in_processes(setup:Setup, # the model and the shared settings (the mode
     pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=tasks._start_worker, initargs=(replace(setup, progress=False), list(sets), n, data_root, cache_root))
     total = sum(len(sets[d]) for _, d in todo) + sum(len(sets[d]) for _, d, _ in streams)
     try:
-        with tqdm(total=total, desc=f"{len(methods)} methods × {len(sets)} sets in {jobs} processes", unit="image", disable=not progress) as bar:
+        with ProgressBar(total=total, desc=f"{len(methods)} methods × {len(sets)} sets in {jobs} processes", unit="image", disable=not progress) as bar:
             builds = {pool.submit(tasks._build, m): m for m in dict.fromkeys([m for m, _ in todo] + [m for m, _, _ in streams])}
             shards = {pool.submit(tasks._evaluate_shard, m, d, (rank, jobs), out, episodes, workers, skip_bad_images): (m, d) for m, d in todo for rank in range(jobs)}
             shards |= {pool.submit(tasks._evaluate_shard, m, d, None, out, episodes, workers, skip_bad_images, order): (m, d) for m, d, order in streams}

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
+from .checks import ProgressBar
 
 from .benchmark import BENCHMARKS, get_dataset
 from .checks import check_int
@@ -126,7 +126,7 @@ def check_data(root:str|Path, # the dataset's folder
     if not len(ds): raise ValueError(f"{ds.root} holds no images for {layout.name} ({split} split)")
     paths = [ds.root/f for f in ds.files]
     with ThreadPoolExecutor(check_int(workers, "workers", 1)) as pool:
-        unreadable = [e for e in tqdm(pool.map(_decode, paths), total=len(paths), desc=f"checking {layout.name}", disable=not progress) if e is not None]
+        unreadable = [e for e in ProgressBar(pool.map(_decode, paths), total=len(paths), desc=f"checking {layout.name}", disable=not progress) if e is not None]
     if unreadable: raise ValueError(f"{len(unreadable)} of {len(paths)} images cannot be read: " + "; ".join(f"{e.path} ({e.reason})" for e in unreadable[:5]))
     counts = np.bincount(ds.labels, minlength=len(ds.classes)).tolist()
     return DataReport(ds, counts, _notes(layout, ds, counts))

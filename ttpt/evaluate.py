@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
+from .checks import ProgressBar
 
 from .checks import check_classnames, check_int
 from .images import UnreadableImage
@@ -210,7 +210,7 @@ def stream_order(n:int, # images in the stream
 
 def _replay(method, dataset, seen, done, seed, meter, skip, path, progress):
     "Feed an online method the images its stream saw before a resume, checking that it predicts what the file holds."
-    with tqdm(total=len(seen), desc=f"replaying {len(seen)} images of the stream", disable=not progress, leave=False) as bar:
+    with ProgressBar(total=len(seen), desc=f"replaying {len(seen)} images of the stream", disable=not progress, leave=False) as bar:
         for index, label, probabilities, _, _ in _episodes(method, dataset, seen, seed, meter, 1, 0, skip):
             recorded = done[index][2:4] # (prediction, confidence)
             if probabilities is not None:
@@ -234,7 +234,7 @@ def evaluate(method:Method, # a method (see the method protocol): its declared c
              out:str|Path|None=None, # folder for the results file (resumable, locked); None keeps results in memory only
              seed:int=0, # harness seed: global generators are seeded from (seed, index) before each image
              limit:int|None=None, # evaluate only the first `limit` images (a later call with a larger limit continues)
-             progress:bool=True, # show a tqdm progress bar
+             progress:bool=True, # show a progress bar (`ttpt.checks.ProgressBar`)
              batch_size:int=64, # images per `predict_batch` call (methods that have it); 1 forces one image at a time
              workers:int=0, # DataLoader worker processes reading images (and making views, for view-based methods)
              episodes:int=1, # images per `predict_episodes` call (episodic methods that have it); 1: one at a time
@@ -283,7 +283,7 @@ def evaluate(method:Method, # a method (see the method protocol): its declared c
                                            else _episodes(method, dataset, todo, seed, meter, episodes, workers, skip_bad_images))
         start = time.perf_counter()
         with (nullcontext() if path is None else open(path, "a")) as file, \
-             tqdm(total=len(mine), initial=len(mine) - len(todo), desc=f"{name} · {dataset.name}", disable=not progress) as bar, _Heartbeat(bar):
+             ProgressBar(total=len(mine), initial=len(mine) - len(todo), desc=f"{name} · {dataset.name}", disable=not progress) as bar, _Heartbeat(bar):
             for index, label, probabilities, seconds, memory in predictions:
                 if probabilities is None: line = _format_row((index, -1, -1, math.nan, 0.0, 0.0)) # skipped: no label, no prediction
                 else:

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from PIL import Image
-from tqdm.auto import tqdm
+from .checks import ProgressBar
 
 from .checks import check_classnames, check_int
 
@@ -74,7 +74,7 @@ def file_digests(root:str|Path, # the folder the files are relative to
         stale = [s for s in stats if known.get(s[0], (None, None))[:2] != s[1:]]
         if stale:
             with ThreadPoolExecutor(check_int(workers, "workers", 1)) as pool:
-                digests = list(tqdm(pool.map(_hash_file, [s[0] for s in stale]), total=len(stale), desc=f"hashing {root.name}",
+                digests = list(ProgressBar(pool.map(_hash_file, [s[0] for s in stale]), total=len(stale), desc=f"hashing {root.name}",
                                     disable=not progress or len(stale) < 10_000)) # a bar where it takes seconds
             db.executemany("INSERT OR REPLACE INTO digests VALUES (?, ?, ?, ?)", [(*s, d) for s, d in zip(stale, digests) if s[2] < settled])
             known |= {s[0]: (*s[1:], d) for s, d in zip(stale, digests)}

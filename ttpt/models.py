@@ -196,7 +196,7 @@ def weights_digest(model:torch.nn.Module, # the model whose weights to digest
     return digest.hexdigest()
 
 class _DropRandomInitNotice(logging.Filter):
-    "Drops open_clip's 'initialized randomly' notice, which is false when ttpt loads the weights itself."
+    "Drops open_clip's 'No pretrained weights loaded' notice: false when ttpt loads the weights itself, and no news when random init was asked for."
     def filter(self, record): return "No pretrained weights loaded" not in record.getMessage()
 
 @contextmanager
@@ -224,7 +224,7 @@ def load_clip(name:str=MINICLIP, # open_clip model name, e.g. "ttpt-miniclip", "
     state = read_state_dict(weights) if weights is not None else None
     try:
         tag = None if weights is not None else pretrained
-        with _hub_cache_only(tag is not None and not hub_reachable()), _quiet_random_init(weights is not None):
+        with _hub_cache_only(tag is not None and not hub_reachable()), _quiet_random_init(weights is not None or pretrained is None):
             model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=tag, device="cpu")
     except Exception as e:
         raise RuntimeError(f"Could not obtain the {pretrained!r} weights for {name} ({type(e).__name__}: {e}). "

@@ -68,16 +68,16 @@ def _row(here, paper_set, paper_diff, a, z, level):
     "One row of the table: the paper's gain beside the paired difference here and the verdict."
     d = paired_difference(a, z, level=level)
     return {"here": here, "paper set": paper_set, "paper diff": paper_diff, "n": len(a), "diff": d["diff"],
-            "diff_low": d["diff_low"], "diff_high": d["diff_high"], "verdict": verdict(paper_diff, d["diff_low"], d["diff_high"])}
+            "diff_low": d["diff_low"], "diff_high": d["diff_high"], "p": d["p"], "verdict": verdict(paper_diff, d["diff_low"], d["diff_high"])}
 
 def paper_versus_here(results:pd.DataFrame, # per-image rows from `evaluate` of the method and the baseline (several sets concatenated)
                       method:str, # the method's name in `results`
                       paper:str|None=None, # its key in `PAPERS` (None: `method`)
                       baseline:str="zeroshot", # the baseline's name in `results`, run on the same images
                       paper_baseline:str="zeroshot", # the baseline's key in `PAPERS`
-                      level:float=0.95, # coverage of the paired bootstrap CIs
+                      level:float=0.95, # coverage of the paired CIs (`ttpt.stats.mcnemar_interval`)
                      ) -> pd.DataFrame:
-    "One row per set here: the paper's set and gain (points) beside the paired gain here with its CI, and a verdict; then the average."
+    "One row per set here: the paper's set and gain (points) beside the paired gain here with its CI and exact McNemar p, and a verdict; then the average."
     paper = method if paper is None else paper
     for key in (paper, paper_baseline):
         if key not in PAPERS: raise ValueError(f"no paper numbers for {key!r}; known: {sorted(PAPERS)}")
@@ -95,5 +95,5 @@ def paper_versus_here(results:pd.DataFrame, # per-image rows from `evaluate` of 
                          np.concatenate([a for a, _, _ in pooled]), np.concatenate([z for _, z, _ in pooled]), level))
     for name, value in PAPERS[paper].get("averages", {}).items():
         rows.append({"here": "—", "paper set": f"{name}: {value:.2f} (no per-set analogue)", "paper diff": math.nan, "n": 0,
-                     "diff": math.nan, "diff_low": math.nan, "diff_high": math.nan, "verdict": "paper reports only an average"})
+                     "diff": math.nan, "diff_low": math.nan, "diff_high": math.nan, "p": math.nan, "verdict": "paper reports only an average"})
     return pd.DataFrame(rows)

@@ -203,7 +203,7 @@ def print_comparison(results:pd.DataFrame, # per-image results of several method
     online = over_orders(summary)
     if len(online): print("\nOnline methods over their stream orders (each order's paired interval is in the difference table)\n" + online.round(2).to_string(index=False), file=file)
     if baseline in set(results["method"]) and results["method"].nunique() > 1:
-        print(f"\nDifference to {baseline} on the same images (points; 95% paired bootstrap CI; exact McNemar p; * : CI excludes 0)\n"
+        print(f"\nDifference to {baseline} on the same images (points; exact 95% paired CI; exact McNemar p; * : CI excludes 0, i.e. p < 0.05)\n"
               + format_differences(difference_table(results, baseline)).to_string(index=False), file=file)
 
 # %% ../nbs/19_reports.ipynb #422243e8

@@ -13,7 +13,7 @@ from typing import Callable
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from .checks import ProgressBar
 
 from .checks import check_int
 from .models import LoadedCLIP
@@ -55,7 +55,7 @@ def train_prompts(clip:LoadedCLIP, # the frozen CLIP
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
     g, history = torch.Generator().manual_seed(seed), []
     label = f"{desc} ({len(feats)} source images, {epochs} epochs of {steps // epochs} steps)" # what trains, and for how long
-    with tqdm(total=steps, desc=label, disable=not progress) as bar:
+    with ProgressBar(total=steps, desc=label, disable=not progress) as bar:
         for epoch in range(epochs):
             for order in torch.randperm(len(feats), generator=g).split(batch_size):
                 batch = SourceBatch(feats[order], labels[order], order)
