@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['alignment_loss', 'PrototypeResiduals', 'DPE']
 
-# %% ../nbs/71_dpe.ipynb #330a7565
+# %% ../nbs/71_dpe.ipynb #06e243de
 from dataclasses import dataclass
 
 import torch
@@ -18,7 +18,7 @@ from .selection import entropy
 from .tda import PAPER_LOGIT_SCALE, CacheEntry, ClassCache, cache_logits, confident_summary, normalised_entropy
 from .zeroshot import SINGLE_TEMPLATE, class_text_features, format_templates
 
-# %% ../nbs/71_dpe.ipynb #09d238dd
+# %% ../nbs/71_dpe.ipynb #ff894bdc
 def alignment_loss(visual:torch.Tensor, # (C, D) visual prototypes of the classes in the queues
                    textual:torch.Tensor, # (C, D) textual prototypes of the same classes, same order
                    temperature:float=0.01, # τ (the official code's InfoNCE: 0.01)
@@ -27,7 +27,7 @@ def alignment_loss(visual:torch.Tensor, # (C, D) visual prototypes of the classe
     similarity = F.normalize(visual, dim=-1) @ F.normalize(textual, dim=-1).T / temperature # (C, C)
     return F.cross_entropy(similarity, torch.arange(len(visual), device=visual.device))
 
-# %% ../nbs/71_dpe.ipynb #25f3fa31
+# %% ../nbs/71_dpe.ipynb #93422a39
 class PrototypeResiduals(nn.Module):
     "DPE's per-image residuals on the K textual and the K visual prototypes; zero before every image."
     def __init__(self, n_classes:int, # K

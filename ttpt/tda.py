@@ -6,7 +6,7 @@
 __all__ = ['PAPER_LOGIT_SCALE', 'normalised_entropy', 'confident_summary', 'CacheEntry', 'ClassCache', 'affinity', 'cache_logits',
            'TDA', 'stream_order', 'predict_stream']
 
-# %% ../nbs/70_tda.ipynb #9ebc9b89
+# %% ../nbs/70_tda.ipynb #679646ce
 import math
 import time
 from dataclasses import dataclass
@@ -21,7 +21,7 @@ from .episodic import Episodic
 from .selection import average_log_probs
 from .zeroshot import SINGLE_TEMPLATE, class_text_features, format_templates
 
-# %% ../nbs/70_tda.ipynb #2a83f394
+# %% ../nbs/70_tda.ipynb #e8492cf0
 PAPER_LOGIT_SCALE = 100.0 # CLIP ViT-B/16's logit scale: the unit of the papers' cache weights α
 
 def normalised_entropy(entropy_nats:torch.Tensor|float, # an entropy in nats
@@ -39,7 +39,7 @@ def confident_summary(feats:torch.Tensor, # (N, D) the views' features
     log_probs = average_log_probs(logits[selected]) # log p~, (K,)
     return feature, logits[selected].mean(0), -(log_probs.exp() * log_probs).sum(), log_probs.exp()
 
-# %% ../nbs/70_tda.ipynb #f7fb6653
+# %% ../nbs/70_tda.ipynb #decd0491
 @dataclass
 class CacheEntry:
     "One cached test sample."
@@ -83,7 +83,7 @@ class ClassCache:
         classes = sorted(self.queues)
         return torch.tensor(classes), torch.stack([torch.stack([e.feature for e in self.queues[c]]).mean(0) for c in classes])
 
-# %% ../nbs/70_tda.ipynb #0db6ce56
+# %% ../nbs/70_tda.ipynb #cba7d1be
 def affinity(query:torch.Tensor, # (..., D) unit query features
              keys:torch.Tensor, # (M, D) unit cached features
              beta:float, # β: the sharpness
@@ -100,7 +100,7 @@ def cache_logits(query:torch.Tensor, # (..., D) unit query features
     "A cache's logits $\\alpha\\, A(q^\\top K)\\, V$: each cached sample votes with its value, weighted by its affinity, (..., K)."
     return alpha * affinity(query, keys, beta) @ values
 
-# %% ../nbs/70_tda.ipynb #4eeee13e
+# %% ../nbs/70_tda.ipynb #71cb90ea
 @dataclass
 class TDA(Episodic):
     "TDA (Karmanov et al., CVPR 2024): CLIP's logits plus the votes of a positive and a negative cache of test features; online, no backprop."
@@ -171,7 +171,7 @@ class TDA(Episodic):
         self.update(feature, h, probs)
         return (mean_logits + self.adjustment(feature)).softmax(-1)
 
-# %% ../nbs/70_tda.ipynb #1de569ef
+# %% ../nbs/70_tda.ipynb #4ac0649d
 def stream_order(dataset, # a dataset: len, [i] -> (image, label); `label(i)` is used when it has one
                  order:int|str=0, # k: the permutation seeded by k; "sorted": class by class, by index within a class
                 ) -> np.ndarray:
