@@ -520,3 +520,97 @@ def meta_objective(fn):
         "the mean of logits is not the mean of probabilities: average softmax outputs, not logits": F.cross_entropy(kept.mean(0, keepdim=True), torch.tensor([label])),
         "you returned log p̃_y: the loss is its NEGATIVE, −log p̃_y": -want,
     })
+
+
+# ---------------------------------------------------------------- lab 8: TDA's positive cache and its logits
+
+from ttpt.tda import CacheEntry, ClassCache, cache_logits  # noqa: E402  (lab 8's own imports, kept with its section)
+
+
+def _offers(seed, n=40, classes=4, dim=6):
+    "A seeded stream of (label, feature, entropy) offers; entropies are distinct, so each names its sample."
+    g = _generator(seed)
+    return list(zip(torch.randint(classes, (n,), generator=g).tolist(), torch.randn(n, dim, generator=g), torch.rand(n, generator=g).tolist()))
+
+
+def _cache_under(rule, offers, capacity):
+    "{label: [(entropy, feature), ...]} after `offers` under ttpt's rule ('right') or a typical mistake's."
+    if rule == "right":
+        cache = ClassCache(capacity)
+        for label, feature, h in offers: cache.offer(label, CacheEntry(feature, h))
+        return {label: [(e.entropy, e.feature) for e in queue] for label, queue in cache.queues.items()}
+    cache = {}
+    for label, feature, h in offers:
+        queue = cache.setdefault(label, [])
+        if len(queue) < capacity or rule == "no capacity": queue.append((h, feature))
+        elif rule == "replace the best" and h < queue[-1][0]: queue[0] = (h, feature)
+        elif rule == "always replace": queue[-1] = (h, feature)
+        elif rule == "keep the least confident" and h > queue[0][0]: queue[0] = (h, feature)
+        elif rule == "replace the last added" and h < queue[-1][0]: queue[-1] = (h, feature)
+        elif rule == "first in, first out": queue.pop(0); queue.append((h, feature))
+        if rule != "replace the last added": queue.sort(key=lambda item: item[0])
+    return cache
+
+
+_CACHE_MISTAKES = {
+    "never replace": "a full class never takes a new sample: when the class is full, a more confident sample (lower entropy) must replace its highest-entropy entry",
+    "replace the best": "you replaced the most confident entry (the lowest entropy): replace the class's HIGHEST-entropy entry",
+    "always replace": "you replaced an entry even when the new sample is less confident: replace only if its entropy is lower than the highest in the class",
+    "keep the least confident": "you kept the least confident samples: a LOWER entropy is more confident, and it is those the cache keeps",
+    "replace the last added": "you replaced the last entry added, not the highest-entropy one: keep each class's entries sorted by entropy, most confident first",
+    "first in, first out": "you dropped the oldest entry: TDA's queue drops the highest-entropy entry, not the oldest",
+    "no capacity": "the class holds more than `capacity` entries: when it is full, replace instead of appending",
+}
+
+
+def _as_cache(name, got):
+    "The student's cache as {label: [(entropy, feature), ...]}, or a `NotRunning` diagnosis."
+    if not isinstance(got, dict): raise NotRunning(f"{name} returned a {type(got).__name__}: return the cache, a dict label -> list of (feature, entropy)")
+    try: return {int(label): [(float(h), torch.as_tensor(f)) for f, h in queue] for label, queue in got.items()}
+    except Exception as e: raise NotRunning(f"{name}: each class's entries must be (feature, entropy) pairs") from e
+
+
+def _same_cache(a, b):
+    return a.keys() == b.keys() and all(len(a[c]) == len(b[c]) and all(abs(h - k) < 1e-9 and torch.equal(f, g) for (h, f), (k, g) in zip(a[c], b[c])) for c in a)
+
+
+@exercise
+def update_positive_cache(fn):
+    for seed, capacity in ((20, 3), (21, 2), (22, 1)):
+        offers, got = _offers(seed), {}
+        for label, feature, h in offers: got = _run("update_positive_cache", fn, got, label, feature, h, capacity)
+        got = _as_cache("update_positive_cache", got)
+        if _same_cache(got, _cache_under("right", offers, capacity)): continue
+        for rule, message in _CACHE_MISTAKES.items():
+            if _same_cache(got, _cache_under(rule, offers, capacity)): raise Wrong(message)
+        right = _cache_under("right", offers, capacity)
+        if {c: sorted(h for h, _ in q) for c, q in got.items()} == {c: [h for h, _ in q] for c, q in right.items()}:
+            raise Wrong("the right entries, in the wrong order: keep each class's entries sorted by entropy, most confident first")
+        raise Wrong(f"with capacity {capacity}, your cache holds {sum(map(len, got.values()))} entries over classes {sorted(got)}; "
+                    f"ttpt's holds {sum(map(len, right.values()))} over {sorted(right)}")
+
+
+@exercise
+def positive_cache_logits(fn):
+    g = _generator(23)
+    keys, labels, alpha, beta = 3 * torch.randn(7, 8, generator=g), torch.tensor([0, 2, 2, 4, 1, 0, 3]), 1.7, 5.5
+    one_hot = F.one_hot(labels, 5).float()
+    for query in (2 * torch.randn(3, 8, generator=g), 2 * torch.randn(8, generator=g)):
+        got = _run("positive_cache_logits", fn, query, keys, labels, 5, alpha, beta)
+        q, k = F.normalize(query, dim=-1), F.normalize(keys, dim=-1)
+        want = cache_logits(q, k, one_hot, alpha, beta)
+        cosine = q @ k.T
+        diagnose("positive_cache_logits", got, want, {
+            "you did not normalise the features: the affinity is a function of the COSINE, so normalise the query and the keys first": cache_logits(query, keys, one_hot, alpha, beta),
+            "you normalised the keys but not the query": cache_logits(query, k, one_hot, alpha, beta),
+            "you normalised the query but not the keys": cache_logits(q, keys, one_hot, alpha, beta),
+            "wrong sign in the affinity: it is exp(−β(1 − x)), which is 1 for an identical key and shrinks as the cosine x falls": alpha * torch.exp(beta * (1 - cosine)) @ one_hot,
+            "wrong sign in the affinity: it is exp(−β(1 − x)), not exp(−β(1 + x))": alpha * torch.exp(-beta * (1 + cosine)) @ one_hot,
+            "you forgot α: scale the cache's votes by alpha": want / alpha,
+            "α belongs outside the exponential, as the votes' weight: α·exp(−β(1 − x))": torch.exp(-alpha * beta * (1 - cosine)) @ one_hot,
+            "α and β are swapped: α weighs the votes, β sharpens the affinity": cache_logits(q, k, one_hot, beta, alpha),
+            "you forgot β: the affinity is exp(−β(1 − x))": alpha * torch.exp(-(1 - cosine)) @ one_hot,
+            "you forgot the exponential: the affinity is exp(−β(1 − x))": alpha * (-beta * (1 - cosine)) @ one_hot,
+            "each key must vote for its class: multiply the affinities (…, M) by the one-hot labels (M, K)": alpha * torch.exp(-beta * (1 - cosine)),
+            "you returned probabilities (a softmax): return the cache's logits": want.softmax(-1),
+        })

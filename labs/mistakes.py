@@ -219,3 +219,33 @@ WRONG_ANSWERS = {
         ],
     },
 }
+
+WRONG_ANSWERS["08_tda"] = {
+    "update_positive_cache": [
+        ("def update_positive_cache(cache, label, feature, entropy, capacity):\n    queue = cache.setdefault(label, [])\n"
+         "    if len(queue) < capacity: queue.append((feature, entropy))\n    elif entropy < queue[-1][1]: queue[0] = (feature, entropy)\n"
+         "    queue.sort(key=lambda item: item[1])\n    return cache", "you replaced the most confident entry"),
+        ("def update_positive_cache(cache, label, feature, entropy, capacity):\n    queue = cache.setdefault(label, [])\n"
+         "    if len(queue) < capacity: queue.append((feature, entropy))\n    queue.sort(key=lambda item: item[1])\n    return cache",
+         "a full class never takes a new sample"),
+        ("def update_positive_cache(cache, label, feature, entropy, capacity):\n    queue = cache.setdefault(label, [])\n"
+         "    if len(queue) < capacity: queue.append((feature, entropy))\n    else: queue[-1] = (feature, entropy)\n"
+         "    queue.sort(key=lambda item: item[1])\n    return cache", "even when the new sample is less confident"),
+        ("def update_positive_cache(cache, label, feature, entropy, capacity):\n    queue = cache.setdefault(label, [])\n"
+         "    if len(queue) < capacity: queue.append((feature, entropy))\n    elif entropy < queue[-1][1]: queue[-1] = (feature, entropy)\n"
+         "    return cache", "not the highest-entropy one"),
+    ],
+    "positive_cache_logits": [
+        ("def positive_cache_logits(query, keys, labels, n_classes, alpha, beta):\n"
+         "    return alpha * torch.exp(-beta * (1 - query @ keys.T)) @ F.one_hot(labels, n_classes).float()", "you did not normalise the features"),
+        ("def positive_cache_logits(query, keys, labels, n_classes, alpha, beta):\n"
+         "    cosine = F.normalize(query, dim=-1) @ F.normalize(keys, dim=-1).T\n"
+         "    return alpha * torch.exp(beta * (1 - cosine)) @ F.one_hot(labels, n_classes).float()", "wrong sign in the affinity"),
+        ("def positive_cache_logits(query, keys, labels, n_classes, alpha, beta):\n"
+         "    cosine = F.normalize(query, dim=-1) @ F.normalize(keys, dim=-1).T\n"
+         "    return torch.exp(-beta * (1 - cosine)) @ F.one_hot(labels, n_classes).float()", "you forgot α"),
+        ("def positive_cache_logits(query, keys, labels, n_classes, alpha, beta):\n"
+         "    cosine = F.normalize(query, dim=-1) @ F.normalize(keys, dim=-1).T\n"
+         "    return alpha * torch.exp(-beta * (1 - cosine))", "multiply the affinities"),
+    ],
+}
