@@ -5,7 +5,8 @@ import torch
 
 from ttpt.benchmark import get_dataset
 from ttpt.dpe import DPE
-from ttpt.tda import TDA, CacheEntry, ClassCache, predict_stream, stream_order
+from ttpt.evaluate import stream_order
+from ttpt.tda import TDA, CacheEntry, ClassCache, predict_stream
 
 N_VIEWS = 10 # keeps ⌊0.1·10⌋ = 1 confident view: small and fast
 
@@ -18,7 +19,7 @@ def hard():
 def _stream(method, clip, dataset, order):
     "Prepare a fresh stream and predict it in `order`: the probabilities, (n, K), in stream order."
     method.prepare(clip, dataset.classes)
-    return torch.stack([method.predict(dataset[i][0], i) for i in stream_order(dataset, order).tolist()])
+    return torch.stack([method.predict(dataset[i][0], i) for i in stream_order(dataset, order)])
 
 
 @pytest.mark.parametrize("make", [lambda: TDA(n_views=N_VIEWS), lambda: DPE(n_views=N_VIEWS)], ids=["tda", "dpe"])
@@ -28,7 +29,7 @@ def test_a_fixed_order_is_deterministic(make, clip, hard):
     assert torch.equal(first, _stream(method, clip, hard, 1)) # the same object, prepared again: a new stream
     assert torch.equal(first, _stream(make(), clip, hard, 1)) # a new object
     rows = predict_stream(make(), hard, clip, order=1)
-    assert rows["index"].tolist() == stream_order(hard, 1).tolist()
+    assert rows["index"].tolist() == stream_order(hard, 1)
     assert np.array_equal(rows["prediction"].to_numpy(), first.argmax(-1).numpy())
 
 
@@ -103,7 +104,7 @@ def test_bad_settings_are_refused_in_one_line(make, message):
 
 
 def test_stream_orders(hard):
-    assert np.array_equal(stream_order(hard, 2), np.random.default_rng(2).permutation(len(hard)))
+    assert stream_order(hard, 2) == np.random.default_rng(2).permutation(len(hard)).tolist()
     labels = [hard.label(i) for i in stream_order(hard, "sorted")]
     assert labels == sorted(labels) and sorted(stream_order(hard, "sorted")) == list(range(len(hard)))
     with pytest.raises(ValueError, match="order"): stream_order(hard, -1)

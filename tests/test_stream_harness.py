@@ -40,8 +40,9 @@ def _rows(results): return results.drop(columns=[c for c in MEASURED_COLUMNS if 
 
 
 def test_each_order_is_a_seeded_stream():
-    assert stream_order(10, 1) == stream_order(10, 1) and sorted(stream_order(10, 1)) == list(range(10))
-    assert stream_order(10, 0) != stream_order(10, 1)
+    assert stream_order(Solids(10), 1) == stream_order(Solids(10), 1) and sorted(stream_order(Solids(10), 1)) == list(range(10))
+    assert stream_order(Solids(10), 0) != stream_order(Solids(10), 1)
+    assert sorted(stream_order(Solids(10), 0, n=4)) == list(range(4)) # the first n images only
 
 
 def test_a_stream_is_deterministic_per_order_and_depends_on_it():
@@ -49,7 +50,7 @@ def test_a_stream_is_deterministic_per_order_and_depends_on_it():
     again = evaluate(Drifting(), Solids(12), None, order=0, progress=False)
     pd.testing.assert_frame_equal(_rows(runs[0]), _rows(again))
     assert runs[0]["method"].iloc[0] == "drifting@0" and runs[1]["method"].iloc[0] == "drifting@1"
-    assert runs[0]["index"].tolist() == stream_order(12, 0) # rows in the order the method saw them
+    assert runs[0]["index"].tolist() == stream_order(Solids(12), 0) # rows in the order the method saw them
     by_index = [r.set_index("index").sort_index()["confidence"] for r in (runs[0], runs[1])]
     assert not by_index[0].equals(by_index[1]) # what came before changes the prediction
 

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from .checks import check_int
 from .episodic import Episodic
+from .protocol import Capabilities, Kind
 from .selection import entropy
 from .tda import PAPER_LOGIT_SCALE, CacheEntry, ClassCache, cache_logits, confident_summary, normalised_entropy
 from .zeroshot import SINGLE_TEMPLATE, class_text_features, format_templates
@@ -39,6 +40,7 @@ class PrototypeResiduals(nn.Module):
 @dataclass
 class DPE(Episodic):
     "DPE (Zhang et al., NeurIPS 2024): evolving textual prototypes and per-class queues of confident visual features, aligned by per-image residuals tuned for one step."
+    capabilities = Capabilities(Kind.STREAM, shared_features=True) # online: its caches persist from image to image
     augmix:bool=True # AugMix the random views (the official code's ImageNet preprocessing)
     capacity:int=3 # visual queue entries per class M (official configs/imagenet.yaml: shot_capacity 3)
     alpha:float=6.0 # α, the visual prototypes' weight, for a logit scale of 100 (imagenet.yaml: 6.0)

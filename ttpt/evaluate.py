@@ -202,11 +202,16 @@ class _Heartbeat:
         self.stop.set()
         self.thread.join()
 
-def stream_order(n:int, # images in the stream
-                 order:int, # the order's seed
+def stream_order(dataset, # a dataset: len, [i] -> (image, label); `label(i)` is used where it has one
+                 order:int|str=0, # k: the permutation seeded by k; "sorted": class by class (a non-i.i.d. stream), by index within a class
+                 n:int|None=None, # the stream's images: the first n (None: all)
                 ) -> list:
-    "The indices 0..n−1 in stream order `order`: a permutation seeded by `order`."
-    return np.random.default_rng(order).permutation(n).tolist()
+    "The indices of the dataset's first n images in stream order."
+    n = len(dataset) if n is None else n
+    if order == "sorted":
+        label = getattr(dataset, "label", lambda i: dataset[i][1])
+        return sorted(range(n), key=lambda i: (label(i), i))
+    return np.random.default_rng(check_int(order, "order", 0)).permutation(n).tolist()
 
 def _replay(method, dataset, seen, done, seed, meter, skip, path, progress):
     "Feed an online method the images its stream saw before a resume, checking that it predicts what the file holds."
@@ -241,7 +246,7 @@ def evaluate(method:Method, # a method (see the method protocol): its declared c
              view_cache=None, # a `ttpt.features.ViewCache`, shared by methods that encode the same views
              shard:tuple|None=None, # (rank, world size): evaluate only the images with index ≡ rank (mod world), into their own file
              skip_bad_images:bool=False, # record an unreadable image as skipped (and go on) instead of stopping
-             order:int|None=None, # (online methods) the stream order: the images in the permutation `stream_order(n, order)`; None: 0
+             order:int|str|None=None, # (online methods) the stream order (`stream_order`: a seed, or "sorted"); None: 0
             ) -> pd.DataFrame:
     "Evaluate `method` on the first `limit` images of `dataset` (one shard of them, or one stream order), resuming from `out`; one row per image."
     _check_protocols(method, dataset)
@@ -256,9 +261,9 @@ def evaluate(method:Method, # a method (see the method protocol): its declared c
     stream = capabilities.kind is Kind.STREAM
     if order is not None and not stream: raise ValueError(f"method {method.name!r} is not online: it takes no stream order")
     if stream and shard is not None: raise ValueError(f"method {method.name!r} is online: its stream cannot be sharded (run other orders or datasets in parallel instead)")
-    if stream: order = 0 if order is None else check_int(order, "order", 0)
+    if stream: order = 0 if order is None else order if order == "sorted" else check_int(order, "order", 0)
     name = f"{method.name}@{order}" if stream else method.name # an online method's results are per stream order
-    mine = stream_order(n, order) if stream else range(n) if shard is None else range(shard[0], n, shard[1]) # this run's images, in the order it sees them
+    mine = stream_order(dataset, order, n) if stream else range(n) if shard is None else range(shard[0], n, shard[1]) # this run's images, in the order it sees them
     path = None if out is None else results_path(out, name, dataset.name, shard)
     if path is not None: path.parent.mkdir(parents=True, exist_ok=True)
     with (lock_results(path) if path is not None else nullcontext()):

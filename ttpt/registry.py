@@ -57,6 +57,8 @@ TABLE = (
     Entry("tlla", "ttpt.stss:STSS", "TLLA: SAPT's prompt with sharpness-based view selection, no backprop", "ttpt.sapt:SAPTContext"),
     Entry("metatpt", "ttpt.metatpt:MetaTPT", "MetaTPT: per-image learned affine views (meta-learned start), then TPT's step; 32 views", "ttpt.metatpt:MetaTPTStart"),
     Entry("mta", "ttpt.mta:MTA", "MTA: the inlierness-weighted MeanShift mode of the views' embeddings, no backprop"),
+    Entry("tda", "ttpt.tda:TDA", "TDA: CLIP plus the votes of positive and negative caches of confident test features; online, no backprop"),
+    Entry("dpe", "ttpt.dpe:DPE", "DPE: evolving textual and visual prototypes aligned by per-image residuals tuned one step; online"),
 ) # every method, in table order
 
 METHODS = {entry.name: entry for entry in TABLE} # table name -> Entry, in table order

@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['PAPER_LOGIT_SCALE', 'normalised_entropy', 'confident_summary', 'CacheEntry', 'ClassCache', 'affinity', 'cache_logits',
-           'TDA', 'stream_order', 'predict_stream']
+           'TDA', 'predict_stream']
 
 # %% ../nbs/70_tda.ipynb #679646ce
 import math
@@ -18,6 +18,8 @@ import torch.nn.functional as F
 
 from .checks import check_int
 from .episodic import Episodic
+from .evaluate import stream_order
+from .protocol import Capabilities, Kind
 from .selection import average_log_probs
 from .zeroshot import SINGLE_TEMPLATE, class_text_features, format_templates
 
@@ -104,6 +106,7 @@ def cache_logits(query:torch.Tensor, # (..., D) unit query features
 @dataclass
 class TDA(Episodic):
     "TDA (Karmanov et al., CVPR 2024): CLIP's logits plus the votes of a positive and a negative cache of test features; online, no backprop."
+    capabilities = Capabilities(Kind.STREAM, shared_features=True) # online: its caches persist from image to image
     augmix:bool=True # AugMix the random views (the official code's ImageNet preprocessing)
     pos_capacity:int=3 # positive cache entries per class (official configs/imagenet.yaml: 3)
     pos_alpha:float=2.0 # α₊, the positive cache's weight, for a logit scale of 100 (imagenet.yaml: 2.0)
@@ -172,15 +175,6 @@ class TDA(Episodic):
         return (mean_logits + self.adjustment(feature)).softmax(-1)
 
 # %% ../nbs/70_tda.ipynb #4ac0649d
-def stream_order(dataset, # a dataset: len, [i] -> (image, label); `label(i)` is used when it has one
-                 order:int|str=0, # k: the permutation seeded by k; "sorted": class by class, by index within a class
-                ) -> np.ndarray:
-    "The dataset indices in stream order, (n,)."
-    if order == "sorted":
-        label = getattr(dataset, "label", lambda i: dataset[i][1])
-        return np.array(sorted(range(len(dataset)), key=lambda i: (label(i), i)))
-    return np.random.default_rng(check_int(order, "order", 0)).permutation(len(dataset))
-
 def predict_stream(method, # a method: `name`, `prepare`, `predict`
                    dataset, # the test set
                    clip, # the LoadedCLIP the method is prepared with
@@ -191,9 +185,9 @@ def predict_stream(method, # a method: `name`, `prepare`, `predict`
     "Prepare `method` (a new stream) and predict the images one at a time in stream order; one row per image, in that order."
     started = time.perf_counter()
     method.prepare(clip, dataset.classes)
-    if view_cache is not None: view_cache.attach(method, clip, dataset)
+    if view_cache is not None: method.share_features(view_cache, clip, dataset, None)
     prepared, rows, seconds = time.perf_counter(), [], 0.0
-    for position, index in enumerate(stream_order(dataset, order).tolist()):
+    for position, index in enumerate(stream_order(dataset, order)):
         image, label = dataset[index]
         tick = time.perf_counter()
         probs = method.predict(image, index).detach().float().cpu() # (K,)
