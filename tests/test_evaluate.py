@@ -378,8 +378,9 @@ def test_unreadable_image_in_a_worker_is_one_line(batched):
     assert skipped["skipped"].tolist() == [i == 3 for i in range(8)]
 
 
-def test_a_long_image_shows_life(capsys):
-    "The progress bar moves while one image takes seconds (e.g. --steps 1000000000)."
+def test_a_long_image_shows_life(capsys, monkeypatch):
+    "In a terminal, the progress bar moves while one image takes seconds (e.g. --steps 1000000000)."
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False) # as a terminal is (off one, the bar draws only its final line)
     evaluate(Guess(sleep=2.5), Solids(1), None, progress=True)
     shown = capsys.readouterr().err.replace("\r", "\n")
     assert "0/1 [00:02" in shown, shown
