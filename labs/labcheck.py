@@ -80,7 +80,7 @@ def _short(value) -> str:
 
 def _forbidden_codes(functions) -> dict:
     "code object -> the name a student knows it by, of each library function (or method) that solves an exercise."
-    return {inspect.unwrap(f).__code__: getattr(f, "__qualname__", str(f)) for f in functions}
+    return {inspect.unwrap(f).__code__: "labcheck's reference answer" if f.__module__ == __name__ else f"ttpt's own `{f.__qualname__}`" for f in functions}
 
 
 def _stand_in(reference):
@@ -104,7 +104,7 @@ def _call(name, fn, args, forbidden=(), allow_none=False):
     except Wrong: raise
     except Exception as e: raise NotRunning(f"{name} raised {type(e).__name__}: {e}") from e
     finally: sys.setprofile(previous)
-    if hits: raise LibraryCalled(f"{name} calls ttpt's own `{hits[0]}`, which solves this exercise: write the computation yourself")
+    if hits: raise LibraryCalled(f"{name} calls {hits[0]}, which solves this exercise: write the computation yourself")
     if (out is None and not allow_none) or out is Ellipsis:
         raise NotRunning(f"{name} returns nothing yet: write its body (replace the `...`) and return the result")
     return out

@@ -139,6 +139,7 @@ WRONG_ANSWERS = {
             (_answer(RESET, "learner.ctx = torch.nn.Parameter(initial['learner']['ctx'].clone())\noptimizer.load_state_dict(initial['optimizer'])"), "you replaced the context Parameter", "aliasing"),
             (_answer(RESET, "learner.load_state_dict(initial['learner'])\noptimizer = torch.optim.AdamW(learner.parameters(), lr=5e-3)"), "you reset the context but not the optimizer", "missing step"),
             (_answer(RESET, "learner.load_state_dict(initial['learner'])\noptimizer.zero_grad()"), "you reset the context but not the optimizer", "missing step"),
+            ("import labcheck\n" + _answer(RESET, "labcheck.REFERENCES['reset_episode'](learner, optimizer, initial)"), "calls labcheck's reference answer", "library call"),
         ],
         "zero_vote": [
             (_answer(VOTE, "kept = logits[select_confident_views(entropy(logits), keep)]\nreturn kept.softmax(dim=-1).mean(dim=0)"), "Zero counts their argmax votes", "wrong aggregation"),
@@ -263,6 +264,8 @@ WRONG_ANSWERS = {
              "you divided by ‖g‖²", "scaling"),
             (_answer(SAM, "q = p.clone().requires_grad_(True)\ng, = torch.autograd.grad(loss_fn(q), q)\nq = (p + rho * g.sign()).requires_grad_(True)\nreturn torch.autograd.grad(loss_fn(q), q)[0]"),
              "you used the sign of the gradient", "wrong quantity"),
+            ("from ttpt.steps import SharpnessAwareStep\n" + _answer(SAM, "q = torch.nn.Parameter(p.clone())\nSharpnessAwareStep(rho)(torch.optim.SGD([q], lr=1.0), lambda: loss_fn(q))\nreturn p - q.detach()"),
+             "calls ttpt's own `SharpnessAwareStep.__call__`", "library call"),
         ],
         "filter_normalise": [
             (_answer(FILT, "return direction / direction.norm() * context.norm()"), "EACH context vector (row) to its own norm", "reduction over the wrong axis"),
@@ -282,6 +285,8 @@ WRONG_ANSWERS = {
             (_answer(STSS, _SCORE_HEAD + "return weight * flat + (moved - flat).amax(dim=0)"), "you weighted the entropy instead", "scaling"),
             (_answer(STSS, _SCORE_HEAD + "return flat + weight * (moved - flat).amax(dim=1)"), "max over the views", "wrong axis"),
             (_answer(STSS, _SCORE_HEAD + "return flat + weight * (moved - flat).sum(dim=0)"), "you summed the entropy rise", "wrong aggregation"),
+            ("from types import SimpleNamespace\n" + _answer(STSS, "s = STSS(n_views=len(feats), keep=0.5)\ns.clip, s.text_feats, s.perturbed_feats, s.sharpness_weight = SimpleNamespace(logit_scale=logit_scale), text_feats, perturbed_feats, weight\n"
+                                                            "return s.score(feats, logit_scale * feats @ text_feats.T)"), "calls ttpt's own `STSS.score`", "library call"),
         ],
     },
     "07_metatpt": {
@@ -300,6 +305,7 @@ WRONG_ANSWERS = {
              "your rows are swapped", "ordering"),
             (_answer(AFF, _AFF_HEAD + "s, cos, sin = log_scale.exp(), angle.cos(), angle.sin()\n" + _STACK.format(a="s * cos", b="s * (shear - sin)", c="tx", d="s * sin", e="s * cos", f="ty") + ".transpose(1, 2)"),
              "your matrices are transposed", "ordering"),
+            ("from ttpt.augment import affine_matrices\n" + _answer(AFF, "return affine_matrices(theta)"), "calls ttpt's own `affine_matrices`", "library call"),
         ],
         "view_diversity": [
             (_answer(DIV, "return (feats @ feats.T).mean()"), "you counted each view's similarity to itself", "off-by-one"),
@@ -308,6 +314,7 @@ WRONG_ANSWERS = {
             (_answer(DIV, "s = feats @ feats.T\nV = len(feats)\nreturn 1 - (s.sum() - s.diagonal().sum()) / (V * (V - 1))"), "you averaged the distances 1 − cos", "wrong quantity"),
             (_answer(DIV, "s = feats @ feats.T\nV = len(feats)\nreturn (s.sum(dim=1) - 1) / (V - 1)"), "you returned each view's mean similarity", "reduction over the wrong axis"),
             (_answer(DIV, "V = len(feats)\nreturn torch.cdist(feats, feats).sum() / (V * (V - 1))"), "Euclidean distances", "wrong quantity"),
+            ("from ttpt.metatpt import diversity\n" + _answer(DIV, "return diversity(feats)"), "calls ttpt's own `diversity`", "library call"),
         ],
         "meta_objective": [
             (_answer(META, "kept = logits[select_confident_views(entropy(logits), keep)]\nreturn F.cross_entropy(kept, torch.full((len(kept),), label))"),
@@ -319,6 +326,7 @@ WRONG_ANSWERS = {
             (_answer(META, "kept = logits[select_confident_views(entropy(logits), keep)]\nreturn -average_log_probs(kept).exp()[label]"), "the loss is −LOG p̃_y", "missing step"),
             (_answer(META, "kept = logits[entropy(logits).argsort(descending=True)[:int(len(logits) * keep)]]\nreturn -average_log_probs(kept)[label]"), "you kept the highest-entropy views", "ordering"),
             (_answer(META, "return -average_log_probs(logits[:int(len(logits) * keep)])[label]"), "you used the first ⌊ρN⌋ views", "wrong input"),
+            ("import labcheck\n" + _answer(META, "return labcheck.REFERENCES['meta_objective'](logits, label, keep)"), "calls labcheck's reference answer", "library call"),
         ],
     },
 }

@@ -89,6 +89,15 @@ def test_correct_variant_gets_full_marks(lab, question, i):
         assert said == "", f"{lab}: correct variant {i} of {question} fails {check.__name__}: {said}"
 
 
+def test_guide_lists_the_classes_of_mistakes_each_exercise_separates():
+    "labs/TEACHERS.md's table of mistake classes is the one mistakes.py holds."
+    guide = (LABS_DIR/"TEACHERS.md").read_text()
+    for lab, questions in WRONG_ANSWERS.items():
+        for question, answers in questions.items():
+            row = f"| `{question}` | {int(lab[:2])} | " + ", ".join(dict.fromkeys(kind for _, _, kind in answers)) + " |"
+            assert row in guide, f"TEACHERS.md should have the row {row}"
+
+
 def test_blank_answer_says_it_is_not_written():
     fn = define("02_views_selection", "entropy_of_logits", "def entropy_of_logits(logits):\n    ...")
     said = feedback(labcheck.runs, "entropy_of_logits", fn)
