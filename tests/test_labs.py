@@ -1,6 +1,9 @@
-"""The course labs (labs/): every solution passes its graded checks, every typical wrong answer gets its own feedback
-(mutation tests), the generated student versions hold no solution, run top to bottom and score 0 blank, and a
-filled-in submission is autograded offline. Needs the `labs` extra (otter-grader); skipped without it."""
+"""The course labs (labs/): every solution passes its graded checks; every typical wrong answer in labs/mistakes.py
+loses points with feedback whose first line names its mistake, and every correct variant gets full marks (a
+mutation battery); a mistake in an earlier answer is reported once, where it is made; the generated student
+versions hold no solution and import nothing that solves an exercise, run top to bottom and score 0 blank; the
+in-notebook grader finds a renamed notebook and hides doctest's report; a filled-in submission is autograded offline.
+Needs the `labs` extra (otter-grader); skipped without it. tests/test_labs_browser.py walks a student's path in a browser."""
 import ast
 import contextlib
 import io
