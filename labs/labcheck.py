@@ -69,7 +69,7 @@ def _short(value) -> str:
     if isinstance(value, torch.Tensor):
         v = value.detach()
         if v.dtype == torch.bool or not v.is_floating_point(): return str(v.tolist()) if v.numel() <= 12 else f"a {tuple(v.shape)} tensor"
-        if v.numel() == 1: return f"{v.item():.4g}"
+        if v.numel() == 1: return f"{v.item() + 0.0:.4g}" # + 0.0: no "-0"
         if v.numel() <= 12: return str([[round(x, 4) for x in row] for row in v.tolist()] if v.dim() == 2 else (v.double().round(decimals=4).tolist()))
         return f"a {tuple(v.shape)} tensor"
     if isinstance(value, (list, tuple)) and len(value) <= 6: return repr(value)
@@ -121,8 +121,8 @@ def _close(a, b, tol=1e-4):
     return a.shape == b.shape and torch.allclose(a.double(), b.double(), rtol=tol, atol=tol, equal_nan=True)
 
 
-def _shown(label, got, want) -> str:
-    return f"smallest input that shows it: {label}\n  yours: {_short(got)}   expected: {_short(want)}"
+def _shown(label, got, want, what="") -> str:
+    return f"smallest input that shows it: {label}\n  {what}yours: {_short(got)}   expected: {_short(want)}"
 
 
 def _copies(args):
@@ -140,6 +140,7 @@ def compare(name:str, # the student's function's name (in messages)
             properties=(), # (message, predicate(args, got) -> bool) checked where no typical mistake explains a difference
             compare_as=None, # (args, value) -> what to compare, e.g. the scores of returned indices
             validate=None, # (args, got) -> raises `Wrong` if `got` is not a valid answer at all
+            what="", # what the values shown are, when `compare_as` changes them
            ):
     """Run `fn` on every case, smallest first; at the first case it gets wrong raise `Wrong` naming the typical mistake
     that explains its answers on every case (else one that explains this case), or the property that fails."""
@@ -164,13 +165,13 @@ def compare(name:str, # the student's function's name (in messages)
     label, args, got, want = wrong[0]
     here = [m for m, mistake in mistakes.items() if not torch.isnan(got).any() and made(mistake, args, got)]
     everywhere = [m for m in here if all(made(mistakes[m], a, g) for _, a, g, _ in answers)]
-    if everywhere or here: raise Wrong((everywhere or here)[0], _shown(label, got, want)) # a typical mistake keeps the "runs" point
+    if everywhere or here: raise Wrong((everywhere or here)[0], _shown(label, got, want, what)) # a typical mistake keeps the "runs" point
     if got.shape != want.shape:
         raise NotRunning(f"{name} returned shape {tuple(got.shape)}, expected {tuple(want.shape)}", _shown(label, got, want))
     if torch.isnan(got).any(): raise Wrong(f"{name} returns nan here: a 0·log 0 or 0/0 somewhere (log_softmax, or clamp before the log)", _shown(label, got, want))
     for message, holds in properties:
         if not holds(args, got): raise Wrong(message, _shown(label, got, want))
-    raise Wrong(f"{name} differs from ttpt's answer", _shown(label, got, want))
+    raise Wrong(f"{name} differs from ttpt's answer", _shown(label, got, want, what))
 
 
 EXERCISES = {} # exercise name -> function(student_fn) that raises `Wrong` or returns None
@@ -375,7 +376,7 @@ def keep_confident(fn):
         "you kept the views AFTER the cut: the confident views are the first ⌊ρN⌋ of the ascending order": lambda s, k: order(s)[int(len(s) * k):],
         "you kept the fraction 1 − ρ: keep the fraction ρ": lambda s, k: order(s)[:int(len(s) * (1 - k))],
         "you returned the confident views in their original order: return them most confident first": lambda s, k: order(s)[:int(len(s) * k)].sort().values,
-    }, forbidden=FORBIDDEN["keep_confident"], compare_as=picked, validate=_valid_indices)
+    }, forbidden=FORBIDDEN["keep_confident"], compare_as=picked, validate=_valid_indices, what="the scores of the views kept, ")
 
 
 @exercise(marginal_entropy, average_log_probs, entropy)
