@@ -537,9 +537,9 @@ def _zero_vote_reference(logits, keep):
     return zero.aggregate(None, logits, select_confident_views(entropy(logits), keep))
 
 
-def _votes(logits, keep, count=None, voters=None):
-    kept = logits[select_confident_views(entropy(logits), keep)] if voters is None else voters
-    return torch.bincount(kept.argmax(-1), minlength=logits.shape[1]).double()
+def _votes(logits, keep):
+    "Each class's votes among the ⌊ρN⌋ lowest-entropy views, (K,)."
+    return torch.bincount(logits[select_confident_views(entropy(logits), keep)].argmax(-1), minlength=logits.shape[1]).double()
 
 
 @exercise(_zero_vote_reference, Zero.aggregate, vote_shares)
