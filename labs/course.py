@@ -57,7 +57,19 @@ def generate(lab:str, # the lab
     "`otter assign` the lab: `out/student/<lab>.ipynb` to hand out, `out/autograder/` with the autograder zip."
     out = Path(out or LABS_DIR/"dist"/lab).resolve()
     with _quiet_in(LABS_DIR): otter.assign.main(str(master(lab)), str(out), no_run_tests=not run_tests)
+    for version in ("student", "autograder"): _use_labcheck_grader(out/version/f"{lab}.ipynb", lab)
     return out
+
+
+INIT_CELL = '# Initialize Otter: the grader finds this notebook whatever it is renamed to\nimport labcheck\ngrader = labcheck.Grader("{lab}")'
+
+
+def _use_labcheck_grader(notebook:Path, lab:str):
+    "Make the notebook's init cell start `labcheck.Grader`, otter's grader that finds a renamed notebook and shows clean feedback."
+    nb = nbformat.read(notebook, 4)
+    init = next(c for c in nb.cells if c.cell_type == "code" and "otter.Notebook(" in c.source)
+    init.source = INIT_CELL.format(lab=lab)
+    nbformat.write(nb, notebook)
 
 
 def autograder_zip(out:str|Path) -> Path:
