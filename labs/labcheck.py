@@ -40,6 +40,7 @@ from ttpt.selection import average_log_probs, entropy, marginal_entropy, n_confi
 from ttpt.self_tpt import GradientMatching, context_gradients
 from ttpt.steps import SharpnessAwareStep, plain_step
 from ttpt.stss import STSS
+from ttpt.tda import CacheEntry, ClassCache, affinity, cache_logits
 from ttpt.tpt import PromptTuner
 from ttpt.zero import Zero
 from ttpt.zeroshot import class_text_features, clip_logits
@@ -899,6 +900,127 @@ def meta_objective(fn):
     }, forbidden=FORBIDDEN["meta_objective"])
 
 
+# ---------------------------------------------------------------- lab 8: TDA's positive cache and its logits
+
+def _cache_reference(cache, label, feature, entropy, capacity):
+    "ttpt's ClassCache.offer on the student's cache, a dict label -> [(feature, entropy), ...] most confident first."
+    classes = ClassCache(capacity)
+    classes.queues = {int(c): [CacheEntry(f, float(h)) for f, h in queue] for c, queue in cache.items()}
+    classes.offer(label, CacheEntry(feature, float(entropy)))
+    return {c: [(e.feature, e.entropy) for e in queue] for c, queue in classes.queues.items()}
+
+
+def _cache_rule(rule):
+    "A typical wrong update (the student's signature): which entry a full class replaces, and whether it keeps its list sorted."
+    def update(cache, label, feature, entropy, capacity):
+        queue, new = cache.setdefault(label, []), (feature, entropy)
+        room = capacity + 1 if rule == "capacity + 1" else math.inf if rule == "no capacity" else capacity
+        if len(queue) < room: queue.append(new)
+        elif rule == "replace the best" and entropy < queue[-1][1]: queue[0] = new
+        elif rule == "always replace": queue[-1] = new
+        elif rule == "keep the least confident" and entropy > queue[0][1]: queue[0] = new
+        elif rule == "compare with the best" and entropy < queue[0][1]: queue[-1] = new
+        elif rule in ("unsorted", "descending", "capacity + 1") and entropy < queue[-1][1]: queue[-1] = new
+        elif rule == "first in, first out": queue.pop(0); queue.append(new)
+        if rule != "unsorted": queue.sort(key=lambda pair: pair[1], reverse=rule == "descending")
+        return cache
+    return update
+
+
+def _over_stream(name, step, checked=False):
+    "A function of (offers, capacity) that offers each (label, feature, entropy) in turn through `step`; the final cache."
+    def run(offers, capacity):
+        cache = {}
+        for label, feature, entropy in offers:
+            cache = step(cache, label, feature.clone(), entropy, capacity)
+            if checked and (cache is None or cache is Ellipsis):
+                raise NotRunning(f"{name} returns nothing yet: write its body (replace the `...`) and return the cache")
+        return cache
+    return run
+
+
+def _cache_rows(args, cache):
+    "The cache as rows [class, entropy, which offer], classes in label order, each class's entries in the order kept."
+    offers = args[0]
+    if not isinstance(cache, dict): raise NotRunning(f"update_positive_cache returned a {type(cache).__name__}: return the cache, a dict label -> list of (feature, entropy)")
+    def offer_of(feature):
+        f = torch.as_tensor(feature).detach().double().reshape(-1)
+        return next((i for i, (_, g, _) in enumerate(offers) if g.numel() == f.numel() and _close(g.double().reshape(-1), f, 1e-6)), -1)
+    try: return torch.tensor([[float(c), float(h), float(offer_of(f))] for c in sorted(cache, key=int) for f, h in cache[c]], dtype=torch.float64).reshape(-1, 3)
+    except Exception as e: raise NotRunning("update_positive_cache: each class's entries must be (feature, entropy) pairs") from e
+
+
+def _offers(entropies, labels=None, dim=4, seed=20):
+    "A stream of (label, feature, entropy) offers: the given entropies (class 0 unless `labels`), random features."
+    features = _randn(len(entropies), dim, seed=seed)
+    return [(int(c), f, float(h)) for c, f, h in zip(labels or [0] * len(entropies), features, entropies)]
+
+
+def _random_offers(seed, n=40, classes=4, dim=6):
+    "A seeded stream of `n` offers; entropies are distinct, so each names its sample."
+    g = _generator(seed)
+    return list(zip(torch.randint(classes, (n,), generator=g).tolist(), torch.randn(n, dim, generator=g), torch.rand(n, generator=g).tolist()))
+
+
+@exercise(_cache_reference, ClassCache.offer)
+def update_positive_cache(fn):
+    cases = [("capacity 1; class 0 is offered entropies 0.5, then 0.2", (_offers([0.5, 0.2]), 1)),
+             ("capacity 1; class 0 is offered entropies 0.2, then 0.5", (_offers([0.2, 0.5]), 1)),
+             ("capacity 2; class 0 is offered entropies 0.5, 0.2, 0.3", (_offers([0.5, 0.2, 0.3]), 2)),
+             ("capacity 2; class 0 is offered entropies 0.2, 0.5, 0.3, 0.1", (_offers([0.2, 0.5, 0.3, 0.1]), 2)),
+             ("capacity 2; classes 1, 0, 1, 1, 0, 0, 1 are offered entropies 0.6, 0.4, 0.3, 0.7, 0.9, 0.1, 0.2", (_offers([0.6, 0.4, 0.3, 0.7, 0.9, 0.1, 0.2], [1, 0, 1, 1, 0, 0, 1]), 2)),
+             ("40 random offers to 4 classes, capacity 3", (_random_offers(20), 3)),
+             ("40 random offers to 4 classes, capacity 2", (_random_offers(21), 2))]
+    name = "update_positive_cache"
+    mistakes = {
+        "a full class never takes a new sample: when the class is full, a more confident sample (lower entropy) must replace its highest-entropy entry": "never replace",
+        "you replaced the most confident entry (the lowest entropy): replace the class's HIGHEST-entropy entry, the last of its sorted list": "replace the best",
+        "you replaced an entry even when the new sample is less confident: replace only if its entropy is lower than the highest in the class": "always replace",
+        "you kept the least confident samples: a LOWER entropy is more confident, and it is those the cache keeps": "keep the least confident",
+        "you compared the new entropy with the class's lowest: compare it with the highest, the entry it would replace": "compare with the best",
+        "your class's list is not sorted: keep each class's entries sorted by entropy, most confident (lowest) first": "unsorted",
+        "your class's list is sorted least confident first: sort by entropy ascending, the lowest (most confident) first": "descending",
+        "you dropped the first entry and always added the new one (first in, first out): TDA drops the highest-entropy entry, and only for a more confident sample": "first in, first out",
+        "the class holds more than `capacity` entries: when it is full, replace instead of appending": "no capacity",
+        "the class holds capacity + 1 entries: append only while len(queue) < capacity": "capacity + 1",
+    }
+    compare(name, _over_stream(name, fn, checked=True), cases, _over_stream(name, _cache_reference),
+            {message: _over_stream(name, _cache_rule(rule)) for message, rule in mistakes.items()},
+            forbidden=FORBIDDEN[name], compare_as=_cache_rows, what="the cache as [class, entropy, offer # from 0] rows, ")
+
+
+def _cache_logits_reference(query, keys, labels, n_classes, alpha, beta):
+    return cache_logits(F.normalize(query, dim=-1), F.normalize(keys, dim=-1), F.one_hot(labels, n_classes).float(), alpha, beta)
+
+
+@exercise(_cache_logits_reference, cache_logits, affinity)
+def positive_cache_logits(fn):
+    g = _generator(23)
+    keys, labels = 3 * torch.randn(7, 8, generator=g), torch.tensor([0, 2, 2, 4, 1, 0, 3])
+    cases = [("query = [1., 1.], keys = [[2., 0.], [0., 3.], [1., -1.]], labels = [1, 0, 1], 2 classes, alpha = 2, beta = 3",
+              (torch.tensor([1.0, 1.0]), torch.tensor([[2.0, 0.0], [0.0, 3.0], [1.0, -1.0]]), torch.tensor([1, 0, 1]), 2, 2.0, 3.0)),
+             ("a batch of 3 random queries, 7 keys of 5 classes, D = 8, alpha = 1.7, beta = 5.5", (2 * torch.randn(3, 8, generator=g), keys, labels, 5, 1.7, 5.5)),
+             ("one random query (D,), the same keys", (2 * torch.randn(8, generator=g), keys, labels, 5, 1.7, 5.5))]
+    def votes(q, k, y, n, a, b, norm_q=True, norm_k=True, affinity_of=None):
+        x = (F.normalize(q, dim=-1) if norm_q else q) @ (F.normalize(k, dim=-1) if norm_k else k).T
+        return (affinity_of or (lambda x: a * torch.exp(-b * (1 - x))))(x) @ F.one_hot(y, n).float()
+    cosine = lambda q, k: F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).T
+    compare("positive_cache_logits", fn, cases, _cache_logits_reference, {
+        "you did not normalise the features: the affinity is a function of the COSINE, so normalise the query and the keys first": lambda q, k, y, n, a, b: votes(q, k, y, n, a, b, False, False),
+        "you normalised the keys but not the query": lambda q, k, y, n, a, b: votes(q, k, y, n, a, b, norm_q=False),
+        "you normalised the query but not the keys": lambda q, k, y, n, a, b: votes(q, k, y, n, a, b, norm_k=False),
+        "wrong sign in the affinity: it is exp(−β(1 − x)), which is 1 for an identical key and shrinks as the cosine x falls": lambda q, k, y, n, a, b: votes(q, k, y, n, a, b, affinity_of=lambda x: a * torch.exp(b * (1 - x))),
+        "wrong sign in the affinity: it is exp(−β(1 − x)), not exp(−β(1 + x))": lambda q, k, y, n, a, b: votes(q, k, y, n, a, b, affinity_of=lambda x: a * torch.exp(-b * (1 + x))),
+        "you forgot α: scale the cache's votes by alpha": lambda q, k, y, n, a, b: votes(q, k, y, n, a, b, affinity_of=lambda x: torch.exp(-b * (1 - x))),
+        "α belongs outside the exponential, as the votes' weight: α·exp(−β(1 − x))": lambda q, k, y, n, a, b: votes(q, k, y, n, a, b, affinity_of=lambda x: torch.exp(-a * b * (1 - x))),
+        "α and β are swapped: α weighs the votes, β sharpens the affinity": lambda q, k, y, n, a, b: _cache_logits_reference(q, k, y, n, b, a),
+        "you forgot β: the affinity is exp(−β(1 − x))": lambda q, k, y, n, a, b: votes(q, k, y, n, a, b, affinity_of=lambda x: a * torch.exp(-(1 - x))),
+        "you forgot the exponential: the affinity is exp(−β(1 − x))": lambda q, k, y, n, a, b: votes(q, k, y, n, a, b, affinity_of=lambda x: a * (-b * (1 - x))),
+        "each key must vote for its class: multiply the affinities (…, M) by the one-hot labels (M, K)": lambda q, k, y, n, a, b: a * torch.exp(-b * (1 - cosine(q, k))),
+        "you returned probabilities (a softmax): return the cache's logits": lambda q, k, y, n, a, b: _cache_logits_reference(q, k, y, n, a, b).softmax(-1),
+    }, forbidden=FORBIDDEN["positive_cache_logits"])
+
+
 # ---------------------------------------------------------------- the in-notebook grader
 
 def find_notebook(assignment:str, # the lab's name, as otter assign wrote it into the notebook's metadata
@@ -965,97 +1087,3 @@ try:
             return Feedback(result) if result is not None and hasattr(result, "test_case_results") else result
 except ImportError: # the labs extra is not installed: the checks still work, the in-notebook grader does not
     pass
-
-
-# ---------------------------------------------------------------- lab 8: TDA's positive cache and its logits
-
-from ttpt.tda import CacheEntry, ClassCache, cache_logits  # noqa: E402  (lab 8's own imports, kept with its section)
-
-
-def _offers(seed, n=40, classes=4, dim=6):
-    "A seeded stream of (label, feature, entropy) offers; entropies are distinct, so each names its sample."
-    g = _generator(seed)
-    return list(zip(torch.randint(classes, (n,), generator=g).tolist(), torch.randn(n, dim, generator=g), torch.rand(n, generator=g).tolist()))
-
-
-def _cache_under(rule, offers, capacity):
-    "{label: [(entropy, feature), ...]} after `offers` under ttpt's rule ('right') or a typical mistake's."
-    if rule == "right":
-        cache = ClassCache(capacity)
-        for label, feature, h in offers: cache.offer(label, CacheEntry(feature, h))
-        return {label: [(e.entropy, e.feature) for e in queue] for label, queue in cache.queues.items()}
-    cache = {}
-    for label, feature, h in offers:
-        queue = cache.setdefault(label, [])
-        if len(queue) < capacity or rule == "no capacity": queue.append((h, feature))
-        elif rule == "replace the best" and h < queue[-1][0]: queue[0] = (h, feature)
-        elif rule == "always replace": queue[-1] = (h, feature)
-        elif rule == "keep the least confident" and h > queue[0][0]: queue[0] = (h, feature)
-        elif rule == "replace the last added" and h < queue[-1][0]: queue[-1] = (h, feature)
-        elif rule == "first in, first out": queue.pop(0); queue.append((h, feature))
-        if rule != "replace the last added": queue.sort(key=lambda item: item[0])
-    return cache
-
-
-_CACHE_MISTAKES = {
-    "never replace": "a full class never takes a new sample: when the class is full, a more confident sample (lower entropy) must replace its highest-entropy entry",
-    "replace the best": "you replaced the most confident entry (the lowest entropy): replace the class's HIGHEST-entropy entry",
-    "always replace": "you replaced an entry even when the new sample is less confident: replace only if its entropy is lower than the highest in the class",
-    "keep the least confident": "you kept the least confident samples: a LOWER entropy is more confident, and it is those the cache keeps",
-    "replace the last added": "you replaced the last entry added, not the highest-entropy one: keep each class's entries sorted by entropy, most confident first",
-    "first in, first out": "you dropped the oldest entry: TDA's queue drops the highest-entropy entry, not the oldest",
-    "no capacity": "the class holds more than `capacity` entries: when it is full, replace instead of appending",
-}
-
-
-def _as_cache(name, got):
-    "The student's cache as {label: [(entropy, feature), ...]}, or a `NotRunning` diagnosis."
-    if not isinstance(got, dict): raise NotRunning(f"{name} returned a {type(got).__name__}: return the cache, a dict label -> list of (feature, entropy)")
-    try: return {int(label): [(float(h), torch.as_tensor(f)) for f, h in queue] for label, queue in got.items()}
-    except Exception as e: raise NotRunning(f"{name}: each class's entries must be (feature, entropy) pairs") from e
-
-
-def _same_cache(a, b):
-    return a.keys() == b.keys() and all(len(a[c]) == len(b[c]) and all(abs(h - k) < 1e-9 and torch.equal(f, g) for (h, f), (k, g) in zip(a[c], b[c])) for c in a)
-
-
-@exercise
-def update_positive_cache(fn):
-    for seed, capacity in ((20, 3), (21, 2), (22, 1)):
-        offers, got = _offers(seed), {}
-        for label, feature, h in offers: got = _run("update_positive_cache", fn, got, label, feature, h, capacity)
-        got = _as_cache("update_positive_cache", got)
-        if _same_cache(got, _cache_under("right", offers, capacity)): continue
-        for rule, message in _CACHE_MISTAKES.items():
-            if _same_cache(got, _cache_under(rule, offers, capacity)): raise Wrong(message)
-        right = _cache_under("right", offers, capacity)
-        if {c: sorted(h for h, _ in q) for c, q in got.items()} == {c: [h for h, _ in q] for c, q in right.items()}:
-            raise Wrong("the right entries, in the wrong order: keep each class's entries sorted by entropy, most confident first")
-        raise Wrong(f"with capacity {capacity}, your cache holds {sum(map(len, got.values()))} entries over classes {sorted(got)}; "
-                    f"ttpt's holds {sum(map(len, right.values()))} over {sorted(right)}")
-
-
-@exercise
-def positive_cache_logits(fn):
-    g = _generator(23)
-    keys, labels, alpha, beta = 3 * torch.randn(7, 8, generator=g), torch.tensor([0, 2, 2, 4, 1, 0, 3]), 1.7, 5.5
-    one_hot = F.one_hot(labels, 5).float()
-    for query in (2 * torch.randn(3, 8, generator=g), 2 * torch.randn(8, generator=g)):
-        got = _run("positive_cache_logits", fn, query, keys, labels, 5, alpha, beta)
-        q, k = F.normalize(query, dim=-1), F.normalize(keys, dim=-1)
-        want = cache_logits(q, k, one_hot, alpha, beta)
-        cosine = q @ k.T
-        diagnose("positive_cache_logits", got, want, {
-            "you did not normalise the features: the affinity is a function of the COSINE, so normalise the query and the keys first": cache_logits(query, keys, one_hot, alpha, beta),
-            "you normalised the keys but not the query": cache_logits(query, k, one_hot, alpha, beta),
-            "you normalised the query but not the keys": cache_logits(q, keys, one_hot, alpha, beta),
-            "wrong sign in the affinity: it is exp(−β(1 − x)), which is 1 for an identical key and shrinks as the cosine x falls": alpha * torch.exp(beta * (1 - cosine)) @ one_hot,
-            "wrong sign in the affinity: it is exp(−β(1 − x)), not exp(−β(1 + x))": alpha * torch.exp(-beta * (1 + cosine)) @ one_hot,
-            "you forgot α: scale the cache's votes by alpha": want / alpha,
-            "α belongs outside the exponential, as the votes' weight: α·exp(−β(1 − x))": torch.exp(-alpha * beta * (1 - cosine)) @ one_hot,
-            "α and β are swapped: α weighs the votes, β sharpens the affinity": cache_logits(q, k, one_hot, beta, alpha),
-            "you forgot β: the affinity is exp(−β(1 − x))": alpha * torch.exp(-(1 - cosine)) @ one_hot,
-            "you forgot the exponential: the affinity is exp(−β(1 − x))": alpha * (-beta * (1 - cosine)) @ one_hot,
-            "each key must vote for its class: multiply the affinities (…, M) by the one-hot labels (M, K)": alpha * torch.exp(-beta * (1 - cosine)),
-            "you returned probabilities (a softmax): return the cache's logits": want.softmax(-1),
-        })

@@ -24,12 +24,15 @@ ECE, DISP, CTPT = "calibration_error(confidence, correct, n_bins)", "dispersion(
 SUPCON, GM, GCOS = "supcon(features, temperature)", "gradient_matching(g_ce, g_cpt)", "gradient_cosine(ce, cpt, context)"
 SAM, FILT, STSS = "sam_gradient(loss_fn, p, rho)", "filter_normalise(direction, context)", "flat_view_score(feats, text_feats, perturbed_feats, logit_scale, weight)"
 AFF, DIV, META = "affine_matrix(theta)", "view_diversity(feats)", "meta_objective(logits, label, keep)"
+CACHE, CLOG = "update_positive_cache(cache, label, feature, entropy, capacity)", "positive_cache_logits(query, keys, labels, n_classes, alpha, beta)"
 
 _BINS = "bins = (torch.ceil(confidence * n_bins).long() - 1).clamp(0, n_bins - 1)\n"
 _SUPCON_HEAD = ("K, V, D = features.shape\nz = features.reshape(K * V, D)\nlabels = torch.arange(K).repeat_interleave(V)\n"
                 "self_mask = torch.eye(K * V, dtype=torch.bool)\npositives = (labels[:, None] == labels[None, :]) & ~self_mask\n")
 _SCORE_HEAD = "flat = entropy(logit_scale * feats @ text_feats.T)\nmoved = entropy(logit_scale * torch.einsum('nd,rkd->rnk', feats, perturbed_feats))\n"
 _AFF_HEAD = "log_scale, angle, tx, ty, shear = theta.unbind(dim=1)\n"
+_QUEUE = "queue = cache.setdefault(label, [])\n"
+_COSINE = "cosine = F.normalize(query, dim=-1) @ F.normalize(keys, dim=-1).T\n"
 _STACK = "return torch.stack([torch.stack([{a}, {b}, {c}], 1), torch.stack([{d}, {e}, {f}], 1)], 1)"
 
 # (answer cell, a part of the feedback it must get, the class of mistake)
@@ -329,6 +332,51 @@ WRONG_ANSWERS = {
             ("import labcheck\n" + _answer(META, "return labcheck.REFERENCES['meta_objective'](logits, label, keep)"), "calls labcheck's reference answer", "library call"),
         ],
     },
+    "08_tda": {
+        "update_positive_cache": [
+            (_answer(CACHE, _QUEUE + "if len(queue) < capacity: queue.append((feature, entropy))\nelif entropy < queue[-1][1]: queue[0] = (feature, entropy)\n"
+                            "queue.sort(key=lambda item: item[1])\nreturn cache"), "you replaced the most confident entry", "wrong entry"),
+            (_answer(CACHE, _QUEUE + "if len(queue) < capacity: queue.append((feature, entropy))\nqueue.sort(key=lambda item: item[1])\nreturn cache"),
+             "a full class never takes a new sample", "missing step"),
+            (_answer(CACHE, _QUEUE + "if len(queue) < capacity: queue.append((feature, entropy))\nelse: queue[-1] = (feature, entropy)\n"
+                            "queue.sort(key=lambda item: item[1])\nreturn cache"), "even when the new sample is less confident", "missing step"),
+            (_answer(CACHE, _QUEUE + "if len(queue) < capacity: queue.append((feature, entropy))\nelif entropy > queue[0][1]: queue[0] = (feature, entropy)\n"
+                            "queue.sort(key=lambda item: item[1])\nreturn cache"), "you kept the least confident samples", "sign"),
+            (_answer(CACHE, _QUEUE + "if len(queue) < capacity: queue.append((feature, entropy))\nelif entropy < queue[0][1]: queue[-1] = (feature, entropy)\n"
+                            "queue.sort(key=lambda item: item[1])\nreturn cache"), "compared the new entropy with the class's lowest", "wrong entry"),
+            (_answer(CACHE, _QUEUE + "if len(queue) < capacity: queue.append((feature, entropy))\nelif entropy < queue[-1][1]: queue[-1] = (feature, entropy)\nreturn cache"),
+             "your class's list is not sorted", "ordering"),
+            (_answer(CACHE, _QUEUE + "if len(queue) < capacity: queue.append((feature, entropy))\nelif entropy < queue[-1][1]: queue[-1] = (feature, entropy)\n"
+                            "queue.sort(key=lambda item: -item[1])\nreturn cache"), "sorted least confident first", "ordering"),
+            (_answer(CACHE, _QUEUE + "if len(queue) == capacity: queue.pop(0)\nqueue.append((feature, entropy))\nqueue.sort(key=lambda item: item[1])\nreturn cache"),
+             "first in, first out", "wrong entry"),
+            (_answer(CACHE, "cache.setdefault(label, []).append((feature, entropy))\ncache[label].sort(key=lambda item: item[1])\nreturn cache"),
+             "holds more than `capacity` entries", "capacity"),
+            (_answer(CACHE, _QUEUE + "if len(queue) <= capacity: queue.append((feature, entropy))\nelif entropy < queue[-1][1]: queue[-1] = (feature, entropy)\n"
+                            "queue.sort(key=lambda item: item[1])\nreturn cache"), "the class holds capacity + 1 entries", "off-by-one"),
+            ("from ttpt.tda import CacheEntry, ClassCache\n" + _answer(CACHE, "classes = ClassCache(capacity)\nclasses.queues = {c: [CacheEntry(f, h) for f, h in q] for c, q in cache.items()}\n"
+                            "classes.offer(label, CacheEntry(feature, entropy))\nreturn {c: [(e.feature, e.entropy) for e in q] for c, q in classes.queues.items()}"),
+             "calls ttpt's own `ClassCache.offer`", "library call"),
+        ],
+        "positive_cache_logits": [
+            (_answer(CLOG, "return alpha * torch.exp(-beta * (1 - query @ keys.T)) @ F.one_hot(labels, n_classes).float()"), "you did not normalise the features", "missing step"),
+            (_answer(CLOG, "cosine = query @ F.normalize(keys, dim=-1).T\nreturn alpha * torch.exp(-beta * (1 - cosine)) @ F.one_hot(labels, n_classes).float()"),
+             "you normalised the keys but not the query", "missing step"),
+            (_answer(CLOG, _COSINE + "return alpha * torch.exp(beta * (1 - cosine)) @ F.one_hot(labels, n_classes).float()"), "wrong sign in the affinity", "sign"),
+            (_answer(CLOG, _COSINE + "return alpha * torch.exp(-beta * (1 + cosine)) @ F.one_hot(labels, n_classes).float()"), "not exp(−β(1 + x))", "sign"),
+            (_answer(CLOG, _COSINE + "return torch.exp(-beta * (1 - cosine)) @ F.one_hot(labels, n_classes).float()"), "you forgot α", "scaling"),
+            (_answer(CLOG, _COSINE + "return torch.exp(-alpha * beta * (1 - cosine)) @ F.one_hot(labels, n_classes).float()"), "α belongs outside the exponential", "scaling"),
+            (_answer(CLOG, _COSINE + "return beta * torch.exp(-alpha * (1 - cosine)) @ F.one_hot(labels, n_classes).float()"), "α and β are swapped", "ordering"),
+            (_answer(CLOG, _COSINE + "return alpha * torch.exp(-(1 - cosine)) @ F.one_hot(labels, n_classes).float()"), "you forgot β", "scaling"),
+            (_answer(CLOG, _COSINE + "return alpha * (-beta * (1 - cosine)) @ F.one_hot(labels, n_classes).float()"), "you forgot the exponential", "missing step"),
+            (_answer(CLOG, _COSINE + "return alpha * torch.exp(-beta * (1 - cosine))"), "multiply the affinities", "missing step"),
+            (_answer(CLOG, _COSINE + "return (alpha * torch.exp(-beta * (1 - cosine)) @ F.one_hot(labels, n_classes).float()).softmax(-1)"), "you returned probabilities", "wrong output"),
+            ("from ttpt.tda import cache_logits\n" + _answer(CLOG, "return cache_logits(F.normalize(query, dim=-1), F.normalize(keys, dim=-1), F.one_hot(labels, n_classes).float(), alpha, beta)"),
+             "calls ttpt's own `cache_logits`", "library call"),
+            ("from ttpt.tda import affinity\n" + _answer(CLOG, "return alpha * affinity(F.normalize(query, dim=-1), F.normalize(keys, dim=-1), beta) @ F.one_hot(labels, n_classes).float()"),
+             "calls ttpt's own `affinity`", "library call"),
+        ],
+    },
 }
 
 # correct answers written differently: another library function, another dtype, a loop, numpy
@@ -450,34 +498,20 @@ CORRECT_ANSWERS = {
             _answer(META, "kept = logits[entropy(logits).argsort()[:int(len(logits) * keep)]].double()\nreturn F.nll_loss(average_log_probs(kept)[None], torch.tensor([label]))"),
         ],
     },
-}
-
-WRONG_ANSWERS["08_tda"] = {
-    "update_positive_cache": [
-        ("def update_positive_cache(cache, label, feature, entropy, capacity):\n    queue = cache.setdefault(label, [])\n"
-         "    if len(queue) < capacity: queue.append((feature, entropy))\n    elif entropy < queue[-1][1]: queue[0] = (feature, entropy)\n"
-         "    queue.sort(key=lambda item: item[1])\n    return cache", "you replaced the most confident entry"),
-        ("def update_positive_cache(cache, label, feature, entropy, capacity):\n    queue = cache.setdefault(label, [])\n"
-         "    if len(queue) < capacity: queue.append((feature, entropy))\n    queue.sort(key=lambda item: item[1])\n    return cache",
-         "a full class never takes a new sample"),
-        ("def update_positive_cache(cache, label, feature, entropy, capacity):\n    queue = cache.setdefault(label, [])\n"
-         "    if len(queue) < capacity: queue.append((feature, entropy))\n    else: queue[-1] = (feature, entropy)\n"
-         "    queue.sort(key=lambda item: item[1])\n    return cache", "even when the new sample is less confident"),
-        ("def update_positive_cache(cache, label, feature, entropy, capacity):\n    queue = cache.setdefault(label, [])\n"
-         "    if len(queue) < capacity: queue.append((feature, entropy))\n    elif entropy < queue[-1][1]: queue[-1] = (feature, entropy)\n"
-         "    return cache", "not the highest-entropy one"),
-    ],
-    "positive_cache_logits": [
-        ("def positive_cache_logits(query, keys, labels, n_classes, alpha, beta):\n"
-         "    return alpha * torch.exp(-beta * (1 - query @ keys.T)) @ F.one_hot(labels, n_classes).float()", "you did not normalise the features"),
-        ("def positive_cache_logits(query, keys, labels, n_classes, alpha, beta):\n"
-         "    cosine = F.normalize(query, dim=-1) @ F.normalize(keys, dim=-1).T\n"
-         "    return alpha * torch.exp(beta * (1 - cosine)) @ F.one_hot(labels, n_classes).float()", "wrong sign in the affinity"),
-        ("def positive_cache_logits(query, keys, labels, n_classes, alpha, beta):\n"
-         "    cosine = F.normalize(query, dim=-1) @ F.normalize(keys, dim=-1).T\n"
-         "    return torch.exp(-beta * (1 - cosine)) @ F.one_hot(labels, n_classes).float()", "you forgot α"),
-        ("def positive_cache_logits(query, keys, labels, n_classes, alpha, beta):\n"
-         "    cosine = F.normalize(query, dim=-1) @ F.normalize(keys, dim=-1).T\n"
-         "    return alpha * torch.exp(-beta * (1 - cosine))", "multiply the affinities"),
-    ],
+    "08_tda": {
+        "update_positive_cache": [
+            "import bisect\n" + _answer(CACHE, _QUEUE + "if len(queue) == capacity:\n    if entropy >= queue[-1][1]: return cache\n    queue.pop()\n"
+                                     "at = bisect.bisect_right([h for _, h in queue], entropy)\nqueue.insert(at, (feature, entropy))\nreturn cache"),
+            _answer(CACHE, "queue = list(cache.get(label, []))\nif len(queue) < capacity:\n    queue.append((feature.double(), torch.tensor(entropy)))\n"
+                           "else:\n    worst = max(range(len(queue)), key=lambda i: float(queue[i][1]))\n"
+                           "    if entropy < float(queue[worst][1]): queue[worst] = (feature.double(), torch.tensor(entropy))\n"
+                           "new = dict(cache)\nnew[label] = sorted(queue, key=lambda item: float(item[1]))\nreturn new"),
+        ],
+        "positive_cache_logits": [
+            _answer(CLOG, "cosine = F.cosine_similarity(query.unsqueeze(-2), keys, dim=-1)\nvotes = torch.zeros(*cosine.shape[:-1], n_classes)\n"
+                          "return votes.index_add(-1, labels, alpha * (-beta * (1 - cosine)).exp())"),
+            "import numpy as np\n" + _answer(CLOG, "q, k = query.double().numpy(), keys.double().numpy()\nq = q / np.linalg.norm(q, axis=-1, keepdims=True)\n"
+                                             "k = k / np.linalg.norm(k, axis=-1, keepdims=True)\nreturn alpha * np.exp(-beta * (1 - q @ k.T)) @ np.eye(n_classes)[labels.numpy()]"),
+        ],
+    },
 }
