@@ -290,7 +290,6 @@ def test_workers_die_with_their_parent(tmp_path, kind):
         import sys, time
         from PIL import Image
         from ttpt.evaluate import evaluate
-        from ttpt.compare import _pool
         class Slow:
             name, classes = "slow", ["a", "b"]
             def __len__(self): return 8
@@ -301,6 +300,7 @@ def test_workers_die_with_their_parent(tmp_path, kind):
             def predict(self, image, index): return [0.5, 0.5]
         if "{kind}" == "dataloader": evaluate(Method(), Slow(), None, workers=2, progress=False)
         else:
+            from ttpt.compare import _pool
             pool = _pool(2, time.sleep, (0,))
             [f.result() for f in [pool.submit(time.sleep, 0.1) for _ in range(4)]]
             print("ready", flush=True); time.sleep(600)
