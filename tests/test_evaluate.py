@@ -233,7 +233,7 @@ def test_other_data_or_weights_are_refused(tmp_path):
         def __init__(self, digest): self.identity = {"model": "m", "weights_sha256": digest}
 
     evaluate(Guess(), Located("/data/A/val"), Model("aaa"), out=tmp_path, progress=False)
-    with pytest.raises(ValueError, match="dataset.root: file has '/data/A/val', this run '/data/B/val'"):
+    with pytest.raises(ValueError, match=r"another dataset of the same name \(/data/A/val, test split; this run's is /data/B/val\): write this run to another output folder"):
         evaluate(Guess(), Located("/data/B/val"), Model("aaa"), out=tmp_path, progress=False)
     with pytest.raises(ValueError, match="model.weights_sha256: file has 'aaa', this run 'bbb'"):
         evaluate(Guess(), Located("/data/A/val"), Model("bbb"), out=tmp_path, progress=False)

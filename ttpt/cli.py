@@ -15,6 +15,7 @@ import torch
 import torch.distributed as dist
 
 from .benchmark import BENCHMARKS, DEFAULT_N, SUITES
+from .checks import check_finite, check_int, writable_folder
 from .datasets import check_data, class_mapping, resolve_dataset
 from .layouts import LAYOUTS
 from .evaluate import evaluate, merge_shards
@@ -177,6 +178,21 @@ def _run(args):
                                  episodes=args.episodes, workers=args.workers, data_root=args.data_root, skip_bad_images=args.skip_bad_images,
                                  jobs=default_jobs(clip) if args.jobs is None else args.jobs, orders=args.orders))
 
+_AT_LEAST = {"n": 1, "n_views": 1, "episodes": 1, "workers": 0, "jobs": 1, "threads": 1, "shots": 1, "meta_shots": 1, "seed": 0} # an integer option's least value
+
+def _check_args(top, args):
+    "Refuse, before any work, a number that is not finite or below its least value and a folder that cannot be written, naming the option as typed."
+    command = next(a for a in top._actions if isinstance(a, argparse._SubParsersAction)).choices[args.command]
+    for action in command._actions:
+        value = getattr(args, action.dest, None)
+        if value is None or not action.option_strings: continue
+        option = next((o for o in action.option_strings if o.startswith("--")), action.option_strings[0]) # --images, not n
+        if action.type is float: check_finite(value, option)
+        if action.type is int and action.dest in _AT_LEAST: check_int(value, option, _AT_LEAST[action.dest])
+    for dest in ("out", "source_dir"):
+        if getattr(args, dest, None) is not None: writable_folder(getattr(args, dest), "--" + dest.replace("_", "-"))
+    if os.environ.get("TTPT_CACHE"): writable_folder(os.environ["TTPT_CACHE"], "TTPT_CACHE")
+
 def _one_line(error):
     "An error's message in one line: the original error's last line for one raised in a DataLoader worker, the CLI's words for too few views."
     if isinstance(error, TooFewViews):
@@ -188,10 +204,12 @@ def _one_line(error):
 def main(argv:list|None=None # command-line arguments (default: sys.argv[1:])
         ):
     "The `ttpt` command: zero-shot table, one evaluation, or the standard comparison; expected errors in one line."
-    args = parser().parse_args(argv)
+    top = parser()
+    args = top.parse_args(argv)
     try:
         with warnings.catch_warnings(): # warnings in one line too
             if not args.debug: warnings.showwarning = lambda message, *_, **__: print(f"ttpt: warning: {message}", file=sys.stderr)
+            _check_args(top, args)
             _run(args)
     except KeyboardInterrupt:
         print("ttpt: interrupted; run the same command again to resume", file=sys.stderr)

@@ -8,12 +8,14 @@ __all__ = ['load_dataset', 'dataset_dir', 'class_mapping', 'DataReport', 'check_
 # %% ../nbs/15_datasets.ipynb #5fa458ea
 import re
 import statistics
-from collections import defaultdict
+import warnings
+from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from .checks import ProgressBar
 
 from .benchmark import BENCHMARKS, get_dataset
@@ -33,6 +35,8 @@ def load_dataset(name:str, # a key of `LAYOUTS`, e.g. "imagenet-a", "caltech101"
                 ) -> ImageListDataset:
     "The dataset `name` read from `root`: refused if its folder→class mapping cannot be right."
     dataset = _layout(name).load(root, split, classnames, merge_duplicates)
+    empty = [dataset.classes[k] for k, c in enumerate(np.bincount(dataset.labels, minlength=len(dataset.classes))) if c == 0]
+    if empty: warnings.warn(f"{len(empty)} of {len(dataset.classes)} classes have no images: {empty[:5]}; they can be predicted, never be right", stacklevel=2)
     if subsample not in ("all", "base", "new"): raise ValueError(f"subsample must be 'all', 'base' or 'new', not {subsample!r}")
     if subsample != "all": dataset = base_new(dataset, subsample)
     return dataset if n is None else subset(dataset, n, seed)
@@ -74,27 +78,37 @@ def class_mapping(dataset:ImageListDataset, # a dataset read by a layout
 
 @dataclass
 class DataReport:
-    "What `check_data` found: the dataset, its images per class, and anything suspicious."
+    "What `check_data` found: the dataset, its images per class, their modes and sizes, and anything suspicious."
     dataset: ImageListDataset # the dataset, as a run would read it
     counts: list # images per class, in label order
     notes: list # suspicious findings, one line each
+    modes: dict|None = None # PIL mode -> images stored in it ("RGB", "L", "I;16", …), most common first
+    sizes: tuple|None = None # the smallest and the largest (width, height), by area
 
     def __str__(self):
         ds, counts = self.dataset, self.counts
         lines = [f"{ds.layout} · {ds.split} split · {ds.root}",
                  f"{len(ds.classes)} classes, {len(ds):,} images; images per class: min {min(counts)}, median {statistics.median(counts):g}, max {max(counts)}"]
+        if self.modes: lines.append("modes: " + ", ".join(f"{mode} {n:,}" for mode, n in self.modes.items()) +
+                                    ("; sizes (w×h): " + (f"all {_size(self.sizes[0])}" if self.sizes[0] == self.sizes[1] else f"{_size(self.sizes[0])} to {_size(self.sizes[1])}")))
         lines.append(class_mapping(ds))
         return "\n".join(lines + (["suspicious:"] + [f"  - {n}" for n in self.notes] if self.notes else ["nothing suspicious"]))
 
     __repr__ = __str__
 
-def _decode(path):
-    "None if `path` decodes as an image, else the `UnreadableImage`."
-    try: read_image(path)
-    except UnreadableImage as e: return e
+def _size(size): return f"{size[0]}×{size[1]}"
 
-def _notes(layout, ds, counts):
-    "Suspicious findings about a dataset that loads: empty or tiny classes, unexpected size, duplicates, skipped files."
+def _inspect(path):
+    "(mode as stored, (width, height), whether every pixel has one value) of the image at `path`, decoded as a run reads it; or the `UnreadableImage`."
+    try: rgb = read_image(path)
+    except UnreadableImage as e: return e
+    with Image.open(path) as image: mode = image.mode
+    return mode, rgb.size, all(low == high for low, high in rgb.getextrema())
+
+def _extension(f): return Path(f).suffix.lower() or "(none)"
+
+def _notes(layout, ds, counts, constant=()):
+    "Suspicious findings about a dataset that loads: empty or tiny classes, unexpected size, duplicates, blank images, skipped files."
     notes, median = [], statistics.median([c for c in counts if c]) # of the classes with images
     empty = [ds.classes[k] for k, c in enumerate(counts) if c == 0]
     if empty: notes.append(f"{len(empty)} of {len(counts)} classes have no images, e.g. {empty[:3]}")
@@ -109,7 +123,15 @@ def _notes(layout, ds, counts):
         across = [g for g in copies if len({ds.labels[i] for i in g}) > 1]
         example = " = ".join(ds.files[i] for i in (across or copies)[0][:2])
         notes.append(f"identical files: {len(copies)} groups, {len(across)} of them across classes (one label is wrong), e.g. {example}")
-    if ds.skipped: notes.append(f"skipped {len(ds.skipped)} files that are not images or links to folders already read, e.g. {ds.skipped[:3]}")
+    if constant: notes.append(f"{len(constant)} images are all one value (blank?), e.g. {constant[:3]}")
+    links = [f for f in ds.skipped if f.endswith("(a link to a folder already read)")]
+    undecodable = [f for f in ds.skipped if f.endswith("(name not UTF-8)")]
+    others = [f for f in ds.skipped if f not in links and f not in undecodable]
+    if others:
+        kinds = Counter(map(_extension, others)).most_common()
+        notes.append(f"{len(others)} files with extensions eval does not read ({', '.join(f'{e} {n}' for e, n in kinds[:6])}), e.g. {others[:3]}")
+    if undecodable: notes.append(f"skipped {len(undecodable)} files whose names are not UTF-8, e.g. {undecodable[:3]}")
+    if links: notes.append(f"skipped {len(links)} links to folders already read, e.g. {links[:3]}")
     return notes
 
 def check_data(root:str|Path, # the dataset's folder
@@ -126,10 +148,13 @@ def check_data(root:str|Path, # the dataset's folder
     if not len(ds): raise ValueError(f"{ds.root} holds no images for {layout.name} ({split} split)")
     paths = [ds.root/f for f in ds.files]
     with ThreadPoolExecutor(check_int(workers, "workers", 1)) as pool:
-        unreadable = [e for e in ProgressBar(pool.map(_decode, paths), total=len(paths), desc=f"checking {layout.name}", disable=not progress) if e is not None]
+        found = list(ProgressBar(pool.map(_inspect, paths), total=len(paths), desc=f"checking {layout.name}", disable=not progress))
+    unreadable = [e for e in found if isinstance(e, UnreadableImage)]
     if unreadable: raise ValueError(f"{len(unreadable)} of {len(paths)} images cannot be read: " + "; ".join(f"{e.path} ({e.reason})" for e in unreadable[:5]))
     counts = np.bincount(ds.labels, minlength=len(ds.classes)).tolist()
-    return DataReport(ds, counts, _notes(layout, ds, counts))
+    sizes = sorted({size for _, size, _ in found}, key=lambda s: (s[0] * s[1], s))
+    constant = [f for f, (_, _, flat) in zip(ds.files, found) if flat]
+    return DataReport(ds, counts, _notes(layout, ds, counts, constant), dict(Counter(mode for mode, _, _ in found).most_common()), (sizes[0], sizes[-1]))
 
 # %% ../nbs/15_datasets.ipynb #da7b73a3
 def resolve_dataset(spec:str, # a benchmark name, a layout name of `ttpt.layouts.LAYOUTS`, or an ImageFolder path

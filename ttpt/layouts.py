@@ -12,6 +12,7 @@ import math
 import os
 import pkgutil
 import re
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from difflib import get_close_matches
@@ -178,6 +179,9 @@ def _names(layout, keys, names, classnames):
     if isinstance(given, dict):
         missing = [k for k in keys if k not in given]
         if missing: raise ValueError(f"the class-name mapping lacks {len(missing)} of {layout.name}'s {len(keys)} classes, e.g. {missing[:3]}")
+        known = set(keys) | (set(IMAGENET_SYNSETS) if layout.reader == "wordnet" else set()) # a map of all ImageNet serves its subsets
+        phantom = [k for k in given if k not in known]
+        if phantom: raise ValueError(f"the class-name mapping names no class of {layout.name} with the keys {phantom[:3]}; remove them")
         return [given[k] for k in keys]
     if len(given) != len(keys): raise ValueError(f"{len(given)} class names given for {layout.name}'s {len(keys)} classes; give one per class, in label order")
     return given
@@ -191,24 +195,53 @@ def _subfolders(folder):
     "Names of the visible sub-folders of `folder`, sorted."
     return sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
 
+def _parts(path): return Path(path).parts
+
+def _within(path, folder): return _parts(path)[:len(_parts(folder))] == _parts(folder) # real paths: `path` is `folder` or under it
+
+def _class_folders(image_root, keys):
+    "{key: real path} of the class folders that exist; refused if one is or holds another, or holds the data folder (its images would count twice)."
+    reals = {key: os.path.realpath(image_root/key) for key in keys if (image_root/key).is_dir()}
+    root = os.path.realpath(image_root)
+    for key, real in reals.items():
+        if _within(root, real): raise ValueError(f"class folder {key} holds the data folder {image_root} (it is {real}): every class's images would count as {key}'s; remove it")
+    ordered = sorted(reals, key=lambda k: _parts(reals[k])) # a folder sorts just before the folders inside it
+    for inner, outer in zip(ordered[1:], ordered):
+        if _within(reals[inner], reals[outer]):
+            how = f"class folders {inner} and {outer} are the same folder" if reals[inner] == reals[outer] else f"class folder {inner} lies inside class folder {outer}"
+            raise ValueError(f"{how} ({reals[inner]}): their images would count under both classes; remove the link")
+    return reals
+
+def _utf8(name):
+    try: name.encode("utf-8"); return True
+    except UnicodeEncodeError: return False # an undecodable byte, kept by Python as a surrogate
+
 def _from_class_folders(layout, image_root, keys, names, name, merge=False, checked=False):
-    "The dataset of one folder per class: folder `keys[k]` (if it exists) holds the images of label k; a link back to a folder already read is not followed again."
+    "The dataset of one folder per class: folder `keys[k]` (if it exists) holds the images of label k; links are followed inside their class folder only, each folder once."
     classes, folders, label_of = _classes(keys, names, merge, checked)
-    files, labels, skipped = [], [], []
+    reals = _class_folders(image_root, keys)
+    files, labels, skipped, undecodable = [], [], [], []
     for key, label in zip(keys, label_of):
         seen = set() # real paths of the folders read under this class: each is read once
         for folder, dirs, filenames in os.walk(image_root/key, followlinks=True):
-            real = os.path.realpath(folder)
+            real, rel_folder = os.path.realpath(folder), Path(folder).relative_to(image_root).as_posix()
+            if not _within(real, reals[key]):
+                raise ValueError(f"{rel_folder} is a link to {real}, outside its class folder {key}: its images would count as {key}'s "
+                                 "(another class's, or files outside the dataset); remove the link, or copy the images in")
             if real in seen:
                 dirs[:] = []
-                skipped.append(f"{Path(folder).relative_to(image_root).as_posix()}/ (a link to a folder already read)")
+                skipped.append(f"{rel_folder}/ (a link to a folder already read)")
                 continue
             seen.add(real)
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
             for f in sorted(f for f in filenames if not f.startswith(".")):
                 rel = (Path(folder)/f).relative_to(image_root).as_posix()
-                if f.lower().endswith(IMAGE_EXTENSIONS): files.append(rel); labels.append(label)
+                if not _utf8(rel): undecodable.append(ascii(os.fsencode(rel))[2:-1]) # its bytes, escaped
+                elif f.lower().endswith(IMAGE_EXTENSIONS): files.append(rel); labels.append(label)
                 else: skipped.append(rel)
+    if undecodable:
+        warnings.warn(f"skipped {len(undecodable)} files whose names are not UTF-8, e.g. {', '.join(undecodable[:3])}: rename them to read them", stacklevel=4)
+        skipped += [f"{f} (name not UTF-8)" for f in undecodable]
     return ImageListDataset(image_root, files, labels, classes, name, layout.name, skipped=skipped, folders=folders)
 
 @_reads("folder")
@@ -227,6 +260,9 @@ def read_folder(layout:Layout, # `LAYOUTS["folder"]`
     if isinstance(given, dict):
         unknown = [f for f in folders if f not in given]
         if unknown: raise ValueError(f"folders {unknown[:3]} of {root} are not in the class-name mapping; add them to it or remove them")
+        phantom = [k for k in given if k not in folders] # a class no image could have, or a path out of the folder
+        if phantom: raise ValueError(f"the class-name mapping names no class folder of {root} with the keys {phantom[:3]}: "
+                                     "each key is the name of a folder in it (no path); remove those keys")
         keys, names = list(given), list(given.values())
     elif numeric and given is None:
         raise ValueError(f"{root} has integer-named class folders ({', '.join(numeric[:3])}, …): sorted as text they would get labels "

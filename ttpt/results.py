@@ -6,6 +6,7 @@
 __all__ = ['RESULT_COLUMNS', 'MEASURED_COLUMNS', 'results_path', 'read_results', 'ResultsLocked', 'lock_results']
 
 # %% ../nbs/17_results.ipynb #ac143d1f
+import hashlib
 import json
 import os
 import re
@@ -30,14 +31,21 @@ def _parse_row(line):
     if len(fields) != len(RESULT_COLUMNS): raise ValueError(f"expected {len(RESULT_COLUMNS)} fields, got {len(fields)}")
     return tuple(parse(field) for parse, field in zip(_PARSERS, fields))
 
-def _file_name(name): return re.sub(r"[^A-Za-z0-9._-]+", "_", str(name))
+_PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*(_[A-Za-z0-9.-]+)*") # kept as it is: no '__' (the separator), no other character
+
+def _file_name(name):
+    "`name` as itself where it is plain; else its plain characters and a digest of the exact name, so that two names never share a file."
+    name = str(name)
+    if _PLAIN.fullmatch(name) and ".rank" not in name: return name
+    plain = re.sub(r"_+", "_", re.sub(r"[^A-Za-z0-9.-]+", "_", name)).strip("_") or "x"
+    return f"{plain}-{hashlib.sha256(name.encode('utf-8', 'surrogateescape')).hexdigest()[:10]}"
 
 def results_path(out:str|Path, # the results folder
                  method_name:str, # the method's `name`
                  dataset_name:str, # the dataset's `name`
                  shard:tuple|None=None, # (rank, world size) of a distributed run's part; None: the whole run
                 ) -> Path:
-    "Where `evaluate` writes one method × dataset: `out/<method>__<dataset>.csv` (unsafe characters → `_`), `.rank<r>of<w>.csv` for a shard."
+    "Where `evaluate` writes one method × dataset: `out/<method>__<dataset>.csv` (a name with other characters than letters, digits, `.-_`: `_` and a digest of it), `.rank<r>of<w>.csv` for a shard."
     part = "" if shard is None else f".rank{shard[0]}of{shard[1]}"
     return Path(out)/f"{_file_name(method_name)}__{_file_name(dataset_name)}{part}.csv"
 
@@ -86,6 +94,19 @@ def _changes(stored, fingerprint, prefix=""):
         else: out.append(f"{prefix}{k}: file has {a!r}, this run {b!r}")
     return out
 
+def _other_run(path, stored, fingerprint):
+    "Why `path` cannot take this run: another dataset's results that share its name, or this data under other settings or code; never advice to delete them."
+    theirs, mine = stored.get("dataset") or {}, fingerprint.get("dataset") or {}
+    where = lambda d: d.get("root") or d.get("name")
+    if where(theirs) != where(mine) or theirs.get("split") != mine.get("split"):
+        return (f"{path} holds {stored.get('method')}'s results on another dataset of the same name ({where(theirs)}, {theirs.get('split', 'test')} split; "
+                f"this run's is {where(mine)}): write this run to another output folder (--out), and keep those results")
+    changes = _changes(stored, fingerprint)
+    code = [c.split(":")[0][len("code."):] for c in changes if c.startswith("code.")]
+    why = f"the code of {', '.join(code)} changed since it was written; " if code else ""
+    return (f"{path} was written by a different run ({why}{'; '.join(changes)}). Write this run to another output folder (--out), "
+            "or move that file and its .json aside to start over")
+
 def _open_results(path, fingerprint, n_images, n_classes):
     "Check or create a results file and its fingerprint; drop a torn last line; return {index: row} of the done images."
     sidecar = path.with_suffix(".json")
@@ -96,14 +117,9 @@ def _open_results(path, fingerprint, n_images, n_classes):
         return {}
     if not sidecar.exists():
         raise ValueError(f"{path} exists but its fingerprint {sidecar.name} does not, so the run that wrote it is unknown; "
-                         "move the file away or delete it to start over")
+                         "move the file aside to start over")
     stored = _read_json(sidecar, f"the fingerprint of {path.name}")
-    if stored != fingerprint:
-        changes = _changes(stored, fingerprint)
-        code = [c.split(":")[0][len("code."):] for c in changes if c.startswith("code.")]
-        why = f"the code of {', '.join(code)} changed since it was written; " if code else ""
-        raise ValueError(f"{path} was written by a different run ({why}{'; '.join(changes)}). "
-                         "Use another output folder, or delete the file and its .json to start over.")
+    if stored != fingerprint: raise ValueError(_other_run(path, stored, fingerprint))
     rows, complete = _scan_results(path)
     if complete == 0: path.write_text(_HEADER)
     elif complete < path.stat().st_size: os.truncate(path, complete) # drop the torn last line
@@ -120,11 +136,13 @@ def _read_json(path, what):
     "The JSON value in `path`, or a ValueError naming the file and what it is."
     try: return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path} ({what}) is corrupt ({e}); restore it, or delete it with its results file to start over") from None
+        raise ValueError(f"{path} ({what}) is corrupt ({e}); restore it, or move it aside with its results file to start over") from None
 
 def _record_run(path, run):
-    "Append one run's measurements to the results file's run log."
-    with open(path.with_suffix(".runs.jsonl"), "a") as f: f.write(json.dumps(run) + "\n")
+    "Append one run's measurements to the results file's run log, on a line of its own even after a torn one."
+    with open(path.with_suffix(".runs.jsonl"), "a+b") as f:
+        torn = f.tell() > 0 and (f.seek(-1, os.SEEK_END), f.read(1))[1] != b"\n" # a run killed while writing its line
+        f.write((b"\n" if torn else b"") + json.dumps(run).encode() + b"\n")
 
 def _logged_runs(path):
     "The runs logged beside a results file; a line that is not a run is left out with a warning naming the file and line."
