@@ -9,6 +9,8 @@ import torch.nn.functional as F
 
 from ttpt.metatpt import AffineAugment, MetaTPT, diversity, encode_images, meta_train, with_gradient
 from ttpt.models import MINICLIP, load_clip
+from ttpt.selection import average_log_probs
+from ttpt.zeroshot import clip_logits
 
 
 @pytest.fixture(scope="module")
@@ -101,9 +103,28 @@ def test_meta_learned_start_round_trips_through_safetensors(clip, tmp_path):
     assert torch.equal(first, read) and read.shape == (8, 5)
 
 
+def test_after_step_meta_loss_is_the_cross_entropy_under_the_stepped_prompt(clip, hard):
+    "'after-step': TPT's step on the episode's views moves the context, and the loss is −log p̃_y under the moved prompt, differentiable in θ with the step held fixed."
+    x = clip.preprocess(hard[0][0])
+    losses = {}
+    for objective in ("initial", "after-step"):
+        method = MetaTPT(n_views=9, keep=0.3, inner_steps=1, meta_objective=objective)
+        method.prepare(clip, hard.classes)
+        losses[objective] = method.meta_loss(x, 2)
+    assert not torch.equal(method.learner.ctx, method.learner.ctx_init), "the outer step must move the context"
+    with torch.no_grad():
+        feats = torch.cat([encode_images(clip, x[None]), encode_images(clip, method.augment(x))]) # (V + 1, D)
+        selected = method.select(method.score(feats, clip_logits(clip, feats, method.initial_text)))
+        expected = -average_log_probs(clip_logits(clip, feats, method.learner())[selected])[2]
+    torch.testing.assert_close(losses["after-step"].item(), expected.item(), atol=1e-5, rtol=0)
+    assert losses["after-step"].item() != pytest.approx(losses["initial"].item(), abs=1e-7), losses
+    g, = torch.autograd.grad(losses["after-step"], method.augment.theta)
+    assert g.abs().sum() > 0, "the gradient reaches the views' parameters"
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"inner_objective": "dream"}, "inner_objective must be one of"), ({"loop": "triple"}, "loop must be one of"),
-    ({"inner_steps": -1}, "inner_steps must be ≥ 0"), ({"n_views": 9, "augment_init": torch.zeros(4, 5)}, r"augment_init must have shape \(8, 5\)")])
+    ({"inner_steps": -1}, "inner_steps must be ≥ 0"), ({"meta_objective": "later"}, "meta_objective must be one of"), ({"n_views": 9, "augment_init": torch.zeros(4, 5)}, r"augment_init must have shape \(8, 5\)")])
 def test_clear_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
         MetaTPT(**kwargs)

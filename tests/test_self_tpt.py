@@ -1,14 +1,16 @@
 "Self-TPT: CPT's loss by hand, gradient matching against finite differences, stage 2 reads no image, determinism, batched = per-image."
+import math
+
 import PIL.Image
 import pytest
 import torch
 import torch.nn.functional as F
 
 from ttpt.benchmark import few_shot_source, get_dataset
-from ttpt.cpt import TextViews, supervised_contrastive_loss
+from ttpt.cpt import CPTLoss, TextViews, supervised_contrastive_loss
 from ttpt.evaluate import evaluate
 from ttpt.models import load_clip
-from ttpt.self_tpt import GradientMatching, SelfTPT, SelfTPTViews, SourceLoss, adapt_to_classnames, train_source_stage
+from ttpt.self_tpt import GradientMatching, SelfTPT, SelfTPTViews, SourceLoss, adapt_to_classnames, cpt_floor, frozen_head, train_source_stage
 from ttpt.source import SourceBatch
 from ttpt.zeroshot import clip_logits, encode_dataset
 
@@ -104,11 +106,35 @@ def test_views_variant_averages_views(clip, stage1):
     assert probs.shape == (36,) and abs(probs.sum().item() - 1) < 1e-5
 
 
+def test_cpt_floor_is_log_of_the_positives():
+    "With V views per class each anchor has V − 1 positives, whose mean log-probability is at most log 1/(V − 1)."
+    e1, e2 = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
+    far = torch.stack([e1.expand(4, 2), e2.expand(4, 2), -e1.expand(4, 2)]) # (3 classes, 4 identical views, 2)
+    assert supervised_contrastive_loss(far, temperature=0.01).item() == pytest.approx(math.log(3), abs=1e-6)
+    assert supervised_contrastive_loss(far, temperature=1.0).item() > math.log(3)
+
+
+def test_stage_two_floor_optimisers_and_early_stop(clip, stage1):
+    classes = get_dataset("colours", n=1).classes
+    views, losses = adapt_to_classnames(clip, classes, stage1["context"], stage1["head"], steps=3, flat_gap=100.0)
+    assert losses == [] and torch.equal(views.ctx.detach(), stage1["context"]), "at (or near) its floor stage 2 takes no step"
+    assert cpt_floor(views) == pytest.approx(math.log(3)) and cpt_floor(TextViews(clip, classes, hand_crafted=None)) == pytest.approx(math.log(2))
+    start = TextViews(clip, classes, context=stage1["context"])
+    CPTLoss(start, frozen_head(stage1["head"])).backward()
+    moved, losses = adapt_to_classnames(clip, classes, stage1["context"], stage1["head"], steps=1, lr=0.5, optimizer="sgd")
+    torch.testing.assert_close(moved.ctx.detach(), stage1["context"] - 0.5 * start.ctx.grad, atol=1e-6, rtol=0) # plain SGD: v − lr·g
+    assert len(losses) == 1 and losses[0] - cpt_floor(moved) > 0
+
+
 def test_clear_errors(stage1):
     with pytest.raises(ValueError, match="steps must be ≥ 0"):
         SelfTPT(**stage1, steps=-1)
+    with pytest.raises(ValueError, match="flat_gap must be ≥ 0"):
+        SelfTPT(**stage1, flat_gap=-0.1)
     with pytest.raises(ValueError, match="decay must be in"):
         GradientMatching(decay=1.5)
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        SelfTPT(**stage1, optimizer="lion")
     with pytest.raises(ValueError, match="needs a base SelfTPT"):
         SelfTPTViews()
 

@@ -476,6 +476,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                'ttpt.self_tpt.SourceLoss.__post_init__': ('self_tpt.html#sourceloss.__post_init__', 'ttpt/self_tpt.py'),
                                'ttpt.self_tpt.adapt_to_classnames': ('self_tpt.html#adapt_to_classnames', 'ttpt/self_tpt.py'),
                                'ttpt.self_tpt.context_gradients': ('self_tpt.html#context_gradients', 'ttpt/self_tpt.py'),
+                               'ttpt.self_tpt.cpt_floor': ('self_tpt.html#cpt_floor', 'ttpt/self_tpt.py'),
                                'ttpt.self_tpt.frozen_head': ('self_tpt.html#frozen_head', 'ttpt/self_tpt.py'),
                                'ttpt.self_tpt.second_order': ('self_tpt.html#second_order', 'ttpt/self_tpt.py'),
                                'ttpt.self_tpt.train_source_stage': ('self_tpt.html#train_source_stage', 'ttpt/self_tpt.py')},
