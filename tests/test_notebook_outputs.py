@@ -12,8 +12,7 @@ NBS = Path(__file__).resolve().parents[1] / "nbs"
 NOTEBOOKS = sorted(NBS.glob("*.ipynb"))
 TEXT_LIMIT = 20_000 # characters of text in one output (a table of a few hundred rows)
 OUTPUT_LIMIT = 1_000_000 # bytes of one output as stored (a figure of dpi ≤ 100)
-SILENT = {"02_zeroshot": "its cells are checks that print nothing", "06_classifiers": "its cells are checks that print nothing",
-          "80_experiments": "its comparison prints into a string that a check reads"} # notebooks allowed no outputs, and why
+SILENT = {"02_zeroshot": "its cells are checks that print nothing", "06_classifiers": "its cells are checks that print nothing"} # notebooks allowed no outputs, and why
 WARNING = re.compile(r"^(WARNING:\S+:|\S+:\d+: \w*Warning: |.*No pretrained weights loaded)", re.M)
 
 def _texts(output):
