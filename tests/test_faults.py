@@ -21,6 +21,7 @@ from PIL import Image
 import ttpt.images
 from ttpt.datasets import check_data, load_dataset
 from ttpt.evaluate import evaluate, merge_shards
+from ttpt.protocol import Capabilities, Kind, Method
 from ttpt.images import UnreadableImage, file_digests, read_image
 from ttpt.results import MEASURED_COLUMNS, _logged_runs, _record_run, read_results, results_path
 
@@ -204,8 +205,10 @@ def test_a_class_with_no_images_is_warned(tmp_path):
 
 
 @dataclass
-class _Constant:
+@dataclass
+class _Constant(Method):
     "A model-free method predicting class 0."
+    capabilities = Capabilities(Kind.IMAGE)
     name = "constant"
     def prepare(self, clip, classnames): self.k = len(classnames)
     def predict(self, image, index): return torch.eye(self.k)[0]
@@ -289,12 +292,16 @@ def test_workers_die_with_their_parent(tmp_path, kind):
     script = textwrap.dedent(f"""
         import sys, time
         from PIL import Image
+        from dataclasses import dataclass
         from ttpt.evaluate import evaluate
+        from ttpt.protocol import Capabilities, Kind, Method as Base
         class Slow:
             name, classes = "slow", ["a", "b"]
             def __len__(self): return 8
             def __getitem__(self, i): time.sleep(600); return Image.new("RGB", (8, 8)), 0
-        class Method:
+        @dataclass
+        class Method(Base):
+            capabilities = Capabilities(Kind.IMAGE)
             name = "m"
             def prepare(self, clip, classes): pass
             def predict(self, image, index): return [0.5, 0.5]
@@ -374,8 +381,10 @@ def test_compare_refuses_datasets_that_share_a_name(tmp_path, clip):
 # 8. Results that do not depend on the process count
 
 @dataclass
-class _Grouped:
+@dataclass
+class _Grouped(Method):
     "An episodic method whose output depends on which images share its batch (as batched float kernels may): exposes any regrouping."
+    capabilities = Capabilities(Kind.IMAGE, episodes_at_once=True)
     name = "grouped"
     def prepare(self, clip, classes): self.k = len(classes)
     def predict(self, image, index): return self.predict_episodes([image], [index])[0]

@@ -4,6 +4,7 @@ import torch
 
 from ttpt.augment import affine_views, random_affine
 from ttpt.benchmark import few_shot_source, get_dataset
+from ttpt.identity import modules_identity
 from ttpt.setup import source_artifact
 import torch.nn.functional as F
 
@@ -96,10 +97,11 @@ def test_deterministic_under_a_seed(clip, hard, loop):
 def test_meta_learned_start_round_trips_through_safetensors(clip, tmp_path):
     source = few_shot_source(shots=1)
     train = lambda: {"augment_init": meta_train(clip, source, MetaTPT(n_views=9, keep=0.3, inner_steps=1), epochs=1, batch_size=18, progress=False)[0]}
-    first = source_artifact(clip, tmp_path, "metatpt", {"test": 1}, train)["augment_init"]
+    code = modules_identity("ttpt.metatpt") # the modules the meta-training runs
+    first = source_artifact(clip, tmp_path, "metatpt", {"test": 1}, train, code)["augment_init"]
     files = list(tmp_path.glob("metatpt-*.safetensors"))
     assert len(files) == 1
-    read = source_artifact(clip, tmp_path, "metatpt", {"test": 1}, lambda: pytest.fail("retrained instead of read"))["augment_init"]
+    read = source_artifact(clip, tmp_path, "metatpt", {"test": 1}, lambda: pytest.fail("retrained instead of read"), code)["augment_init"]
     assert torch.equal(first, read) and read.shape == (8, 5)
 
 

@@ -54,6 +54,6 @@ def test_cli_threads_option_sets_the_count_and_a_bad_one_is_one_line(tmp_path, m
         with pytest.raises(SystemExit) as stop:
             main(["eval", "--method", "zeroshot", "--dataset", "photo", "--n", "2", "--out", str(tmp_path), "--threads", "0"])
         err = capsys.readouterr().err.strip()
-        assert stop.value.code == 2 and err.count("\n") == 0 and THREADS_ENV in err, (stop.value.code, err)
+        assert stop.value.code == 2 and err.count("\n") == 0 and "--threads" in err, (stop.value.code, err)
     finally:
         torch.set_num_threads(before)

@@ -76,8 +76,8 @@ def test_batched_episodes_run_the_one_loop_and_equal_one_by_one(clip, hard, loop
 
 
 def test_metatpt_runs_one_image_at_a_time():
-    assert callable(getattr(TPT(), "predict_episodes", None))
-    assert getattr(MetaTPT(), "predict_episodes", None) is None, "MetaTPT fits its views per image"
+    assert TPT.capabilities.episodes_at_once
+    assert not MetaTPT.capabilities.episodes_at_once, "MetaTPT fits its views per image"
 
 
 def interrupt_after(method, k):
