@@ -11,11 +11,11 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from ttpt.benchmark import get_dataset
-from ttpt.evaluate import evaluate, read_results
+from ttpt.data.benchmark import get_dataset
+from ttpt.harness.evaluate import evaluate, read_results
 from ttpt.registry import make_method
-from ttpt.setup import Setup
-from ttpt.models import load_clip
+from ttpt.harness.setup import Setup
+from ttpt.core.models import load_clip
 
 
 def main():

@@ -6,7 +6,7 @@ Each configuration runs in a fresh process (the OpenMP wait policy is read when 
 `--steps` CoOp source-training steps and TPT on `--images` images of the hard set with the shipped miniature CLIP.
 
 - torch default: torch's own thread count (one per core), OpenMP's default wait policy, ttpt's policy not applied;
-- ttpt: what `import ttpt` and `ttpt.threads.use_threads` choose (`TTPT_THREADS` still overrides).
+- ttpt: what `import ttpt` and `ttpt.core.threads.use_threads` choose (`TTPT_THREADS` still overrides).
 
 "Busy" runs it beside one other CPU-bound process (`python -c "while True: pass"`). The configurations alternate, so
 that a change in the machine's other load hits them alike. It prints seconds, the busy/alone ratio of each
@@ -25,16 +25,16 @@ policy, steps, images = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 if policy == "default": os.environ.pop("OMP_WAIT_POLICY", None); import torch # torch first: ttpt's import leaves the runtime as it is
 import ttpt, torch
 wait = os.environ.get("OMP_WAIT_POLICY", "default") if policy == "ttpt" else "default"
-from ttpt.benchmark import get_dataset
-from ttpt.coop import train_coop
-from ttpt.benchmark import few_shot_source
-from ttpt.models import load_clip
-from ttpt.tpt import TPT
-from ttpt.threads import use_threads
+from ttpt.data.benchmark import get_dataset
+from ttpt.methods.coop import train_coop
+from ttpt.data.benchmark import few_shot_source
+from ttpt.core.models import load_clip
+from ttpt.methods.tpt import TPT
+from ttpt.core.threads import use_threads
 clip = load_clip()
 if policy == "ttpt": use_threads(clip)
 source = few_shot_source()
-from ttpt.zeroshot import encode_dataset
+from ttpt.core.zeroshot import encode_dataset
 features = encode_dataset(clip, source)
 start = time.perf_counter()
 train_coop(clip, source, epochs=max(1, steps // 18), progress=False, features=features)

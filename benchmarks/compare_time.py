@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ttpt.stats import paired_difference
+from ttpt.core.stats import paired_difference
 
 HERE = Path(__file__).resolve().parent.parent # this checkout
 

@@ -22,7 +22,7 @@ from PIL import Image
 
 def write_images(root, n, kb, seed=0):
     "n JPEG files in ImageNet's layout, each one of 64 smooth random pictures of about `kb` KB plus its own trailing bytes."
-    from ttpt.layouts import IMAGENET_SYNSETS
+    from ttpt.data.layouts import IMAGENET_SYNSETS
     rng = np.random.default_rng(seed)
     bases = []
     for _ in range(64):
@@ -52,7 +52,7 @@ def evict(root):
 def timed(root, cache):
     "Seconds to read the dataset and its identity with the digest cache in `cache`."
     os.environ["TTPT_CACHE"] = str(cache)
-    from ttpt.datasets import load_dataset
+    from ttpt.data.datasets import load_dataset
     start = time.perf_counter()
     dataset = load_dataset("imagenet", root)
     return time.perf_counter() - start, dataset

@@ -29,11 +29,11 @@ import torch
 
 import ttpt
 from ttpt import prompts, views
-from ttpt.benchmark import SUITES
+from ttpt.data.benchmark import SUITES
 from ttpt.registry import STANDARD
 from ttpt.compare import compare
-from ttpt.setup import Setup
-from ttpt.models import load_clip
+from ttpt.harness.setup import Setup
+from ttpt.core.models import load_clip
 
 SOURCE_TRAINERS = {"train_coop": "CoOp", "train_sapt": "SAPT", "train_source_stage": "Self-TPT", "meta_train": "MetaTPT"}
 

@@ -11,8 +11,8 @@ import time
 import torch
 from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
 
-from ttpt.models import load_clip
-from ttpt.prompts import encode_token_ids, eot_positions
+from ttpt.core.models import load_clip
+from ttpt.core.prompts import encode_token_ids, eot_positions
 
 
 def prompts_per_second(clip, ids, truncate, repeats):

@@ -14,10 +14,10 @@ import time
 
 import torch
 
-from ttpt.evaluate import evaluate, PeakMemory
-from ttpt.reports import RandomImages
-from ttpt.models import load_clip
-from ttpt.tpt import TPT
+from ttpt.harness.evaluate import evaluate, PeakMemory
+from ttpt.harness.reports import RandomImages
+from ttpt.core.models import load_clip
+from ttpt.methods.tpt import TPT
 
 
 def synchronise(device):

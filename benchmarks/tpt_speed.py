@@ -13,13 +13,13 @@ import time
 
 import torch
 
-from ttpt.benchmark import SOURCE_CLASSES, get_dataset
-from ttpt.evaluate import PeakMemory
-from ttpt.models import MINICLIP, load_clip
-from ttpt.prompts import encode_text_embeddings, text_tower
-from ttpt.selection import entropy, marginal_entropy, select_confident_views
-from ttpt.tpt import TPT
-from ttpt.zeroshot import clip_logits, image_features
+from ttpt.data.benchmark import SOURCE_CLASSES, get_dataset
+from ttpt.harness.evaluate import PeakMemory
+from ttpt.core.models import MINICLIP, load_clip
+from ttpt.core.prompts import encode_text_embeddings, text_tower
+from ttpt.core.selection import entropy, marginal_entropy, select_confident_views
+from ttpt.methods.tpt import TPT
+from ttpt.core.zeroshot import clip_logits, image_features
 
 
 class PlainTPT(TPT):

@@ -26,24 +26,24 @@ from types import SimpleNamespace
 import torch
 import torch.nn.functional as F
 
-from ttpt.augment import affine_matrices
-from ttpt.benchmark import SOURCE_CLASSES
-from ttpt.cpt import CPTLoss, supervised_contrastive_loss
-from ttpt.ctpt import CTPT, text_dispersion
-from ttpt.episodic import Episodic
-from ttpt.landscape import filter_normalised_direction
-from ttpt.metatpt import diversity
-from ttpt.models import load_clip
-from ttpt.prompts import PromptLearner, encode_token_ids
-from ttpt.reports import expected_calibration_error, reliability_table
-from ttpt.selection import average_log_probs, entropy, marginal_entropy, n_confident, select_confident_views, vote_shares
-from ttpt.self_tpt import GradientMatching, context_gradients
-from ttpt.steps import SharpnessAwareStep, plain_step
-from ttpt.stss import STSS
-from ttpt.tda import CacheEntry, ClassCache, affinity, cache_logits
-from ttpt.tpt import PromptTuner
-from ttpt.zero import Zero
-from ttpt.zeroshot import class_text_features, clip_logits
+from ttpt.methods.metatpt.augment import affine_matrices
+from ttpt.data.benchmark import SOURCE_CLASSES
+from ttpt.methods.self_tpt.cpt import CPTLoss, supervised_contrastive_loss
+from ttpt.methods.ctpt import CTPT, text_dispersion
+from ttpt.methods.episodic import Episodic
+from ttpt.methods.tlla.landscape import filter_normalised_direction
+from ttpt.methods.metatpt.method import diversity
+from ttpt.core.models import load_clip
+from ttpt.core.prompts import PromptLearner, encode_token_ids
+from ttpt.harness.reports import expected_calibration_error, reliability_table
+from ttpt.core.selection import average_log_probs, entropy, marginal_entropy, n_confident, select_confident_views, vote_shares
+from ttpt.methods.self_tpt.method import GradientMatching, context_gradients
+from ttpt.core.steps import SharpnessAwareStep, plain_step
+from ttpt.methods.tlla.stss import STSS
+from ttpt.methods.tda import CacheEntry, ClassCache, affinity, cache_logits
+from ttpt.methods.tpt import PromptTuner
+from ttpt.methods.zero import Zero
+from ttpt.core.zeroshot import class_text_features, clip_logits
 
 
 class Wrong(Exception):

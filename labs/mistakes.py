@@ -46,7 +46,7 @@ WRONG_ANSWERS = {
             (_answer(LOGITS, "return logit_scale.exp() * F.normalize(image_feats, dim=-1) @ F.normalize(text_feats, dim=-1).T"), "you used exp(logit_scale)", "scaling"),
             (_answer(LOGITS, "return (logit_scale * F.normalize(image_feats, dim=-1) @ F.normalize(text_feats, dim=-1).T).softmax(-1)"), "you returned probabilities", "wrong output"),
             (_answer(LOGITS, "return logit_scale * F.normalize(text_feats, dim=-1) @ F.normalize(image_feats, dim=-1).T"), "your logits are transposed", "ordering"),
-            ("from types import SimpleNamespace\nfrom ttpt.zeroshot import clip_logits\n" + _answer(LOGITS, "return clip_logits(SimpleNamespace(logit_scale=logit_scale), F.normalize(image_feats, dim=-1), F.normalize(text_feats, dim=-1))"),
+            ("from types import SimpleNamespace\nfrom ttpt.core.zeroshot import clip_logits\n" + _answer(LOGITS, "return clip_logits(SimpleNamespace(logit_scale=logit_scale), F.normalize(image_feats, dim=-1), F.normalize(text_feats, dim=-1))"),
              "calls ttpt's own `clip_logits`", "library call"),
         ],
         "ensemble_text_features": [
@@ -68,7 +68,7 @@ WRONG_ANSWERS = {
              "feats = encode_token_ids(clip.model, clip.tokenizer(prompts))\nreturn feats.view(len(classnames), len(templates), -1).sum(dim=1)"),
              "you summed the templates' features", "scaling"),
             ("@torch.no_grad()\n" + _answer(ENSEMBLE, "return encode_token_ids(clip.model, clip.tokenizer(list(classnames)))"), "you encoded the bare class names", "missing step"),
-            ("from ttpt.zeroshot import class_text_features\n" + _answer(ENSEMBLE, "return class_text_features(clip, classnames, templates)"),
+            ("from ttpt.core.zeroshot import class_text_features\n" + _answer(ENSEMBLE, "return class_text_features(clip, classnames, templates)"),
              "calls ttpt's own `class_text_features`", "library call"),
         ],
     },
@@ -82,7 +82,7 @@ WRONG_ANSWERS = {
             (_answer(ENT, "p = logits.exp()\nreturn -(p * logits).sum(dim=-1)"), "your p does not sum to 1", "missing step"),
             (_answer(ENT, "p = logits.softmax(dim=-1)\nreturn -(p * p.log()).sum(dim=-1)"), "returns nan", "numerical stability"),
             (_answer(ENT, "p = logits.softmax(dim=-1)\nreturn -(p * logits).sum(dim=-1)"), "use log_softmax, not the raw logits", "missing step"),
-            ("import ttpt.selection\n" + _answer(ENT, "return ttpt.selection.entropy(logits)"), "calls ttpt's own `entropy`", "library call"),
+            ("import ttpt.core.selection\n" + _answer(ENT, "return ttpt.core.selection.entropy(logits)"), "calls ttpt's own `entropy`", "library call"),
         ],
         "keep_confident": [
             (_answer(KEEP, "return scores.argsort(descending=True)[:int(len(scores) * keep)]"), "you kept the highest-entropy views", "ordering"),
@@ -93,7 +93,7 @@ WRONG_ANSWERS = {
             (_answer(KEEP, "return scores.argsort()[:int(len(scores) * keep) + 1]"), "one view too many", "off-by-one"),
             (_answer(KEEP, "return scores.argsort()[int(len(scores) * keep):]"), "AFTER the cut", "off-by-one"),
             (_answer(KEEP, "return scores <= scores.sort().values[int(len(scores) * keep) - 1]"), "you returned a mask", "wrong output"),
-            ("from ttpt.selection import select_confident_views as pick\n" + _answer(KEEP, "return pick(scores, keep)"), "calls ttpt's own `select_confident_views`", "library call"),
+            ("from ttpt.core.selection import select_confident_views as pick\n" + _answer(KEEP, "return pick(scores, keep)"), "calls ttpt's own `select_confident_views`", "library call"),
         ],
         "marginal_entropy_of": [
             (_answer(MARG, "p = logits.mean(dim=0).softmax(dim=-1)\nreturn -(p * p.log()).sum()"), "the mean of logits is not the mean of probabilities", "ordering"),
@@ -104,7 +104,7 @@ WRONG_ANSWERS = {
             (_answer(MARG, "p = logits.softmax(dim=-1).mean(dim=0)\nreturn -(p * p.clamp_min(1e-12).log())"), "you returned one term per class", "reduction over the wrong axis"),
             (_answer(MARG, "p = logits.softmax(dim=-1).mean(dim=0)\nreturn -(p * p.log()).sum()"), "returns nan", "numerical stability"),
             (_answer(MARG, "logp = logits.log_softmax(dim=-1).mean(dim=0)\nreturn -(logp.exp() * logp).sum()"), "geometric mean", "ordering"),
-            ("from ttpt.selection import marginal_entropy\n" + _answer(MARG, "return marginal_entropy(logits)"), "calls ttpt's own `marginal_entropy`", "library call"),
+            ("from ttpt.core.selection import marginal_entropy\n" + _answer(MARG, "return marginal_entropy(logits)"), "calls ttpt's own `marginal_entropy`", "library call"),
         ],
     },
     "03_tpt_step": {
@@ -130,7 +130,7 @@ WRONG_ANSWERS = {
             (_answer(STEP, "loss = marginal_entropy((logit_scale * image_feats @ learner().T)[selected])\noptimizer.zero_grad()\nloss.backward()\noptimizer.step()\n"
                      "with torch.no_grad(): return marginal_entropy((logit_scale * image_feats @ learner().T)[selected])"),
              "you returned the loss AFTER the step", "ordering"),
-            ("from ttpt.steps import plain_step\n" + _answer(STEP, "return plain_step(optimizer, lambda: marginal_entropy((logit_scale * image_feats @ learner().T)[selected]))"),
+            ("from ttpt.core.steps import plain_step\n" + _answer(STEP, "return plain_step(optimizer, lambda: marginal_entropy((logit_scale * image_feats @ learner().T)[selected]))"),
              "calls ttpt's own `plain_step`", "library call"),
         ],
         "reset_episode": [
@@ -159,7 +159,7 @@ WRONG_ANSWERS = {
              "you divided by all N views", "scaling"),
             (_answer(VOTE, "kept = logits[select_confident_views(entropy(logits), keep)]\nvotes = torch.bincount(kept.argmax(dim=-1), minlength=logits.shape[1])\nreturn (votes == votes.max()).float()"),
              "you returned 1 for the winning class(es)", "ties"),
-            ("from ttpt.selection import vote_shares\n" + _answer(VOTE, "return vote_shares(logits[select_confident_views(entropy(logits), keep)])"), "calls ttpt's own `vote_shares`", "library call"),
+            ("from ttpt.core.selection import vote_shares\n" + _answer(VOTE, "return vote_shares(logits[select_confident_views(entropy(logits), keep)])"), "calls ttpt's own `vote_shares`", "library call"),
         ],
     },
     "04_calibration": {
@@ -183,7 +183,7 @@ WRONG_ANSWERS = {
              "you returned a percentage", "scaling"),
             (_answer(ECE, _BINS + "return max(float((correct[bins == b].mean() - confidence[bins == b].mean()).abs()) for b in range(n_bins) if (bins == b).any())"),
              "the MCE", "wrong aggregation"),
-            ("from ttpt.reports import expected_calibration_error\n" + _answer(ECE, "return expected_calibration_error(confidence.numpy(), correct.numpy(), n_bins)"),
+            ("from ttpt.harness.reports import expected_calibration_error\n" + _answer(ECE, "return expected_calibration_error(confidence.numpy(), correct.numpy(), n_bins)"),
              "calls ttpt's own `expected_calibration_error`", "library call"),
             (_answer(ECE, "table = reliability_table(confidence.numpy(), correct.numpy(), n_bins)\nfilled = table[table['count'] > 0]\n"
                      "return float((filled['count'] / len(confidence) * (filled['accuracy'] - filled['confidence']).abs()).sum())"),
@@ -197,7 +197,7 @@ WRONG_ANSWERS = {
             (_answer(DISP, "return (text_feats - text_feats.mean(dim=0)).norm(dim=-1)"), "you returned one distance per class", "reduction over the wrong axis"),
             (_answer(DISP, "return (text_feats - text_feats.mean(dim=0)).norm(dim=0).mean()"), "you took each norm over the classes", "wrong axis"),
             (_answer(DISP, "return torch.cdist(text_feats, text_feats).sum() / (len(text_feats) * (len(text_feats) - 1))"), "PAIRS of classes", "wrong quantity"),
-            ("from ttpt.ctpt import text_dispersion\n" + _answer(DISP, "return text_dispersion(text_feats)"), "calls ttpt's own `text_dispersion`", "library call"),
+            ("from ttpt.methods.ctpt import text_dispersion\n" + _answer(DISP, "return text_dispersion(text_feats)"), "calls ttpt's own `text_dispersion`", "library call"),
         ],
         "ctpt_objective": [
             (_answer(CTPT, "return marginal_entropy(logits) + weight * dispersion(text_feats)"), "you penalised the dispersion", "sign"),
@@ -206,7 +206,7 @@ WRONG_ANSWERS = {
             (_answer(CTPT, "return weight * marginal_entropy(logits) - dispersion(text_feats)"), "you weighted the entropy instead", "scaling"),
             (_answer(CTPT, "return weight * (marginal_entropy(logits) - dispersion(text_feats))"), "the weight multiplies both terms", "scaling"),
             (_answer(CTPT, "return marginal_entropy(logits) - dispersion(text_feats) / weight"), "you divided the dispersion by λ", "scaling"),
-            ("from ttpt.ctpt import CTPT\n" + _answer(CTPT, "return CTPT(dispersion_weight=weight).objective(logits, text_feats)"), "calls ttpt's own `CTPT.objective`", "library call"),
+            ("from ttpt.methods.ctpt import CTPT\n" + _answer(CTPT, "return CTPT(dispersion_weight=weight).objective(logits, text_feats)"), "calls ttpt's own `CTPT.objective`", "library call"),
         ],
     },
     "05_self_tpt": {
@@ -226,7 +226,7 @@ WRONG_ANSWERS = {
              "inside the log", "ordering"),
             (_answer(SUPCON, _SUPCON_HEAD + "log_prob = (z @ z.T / temperature).masked_fill(self_mask, float('-inf')).log_softmax(dim=1)\nreturn (log_prob.masked_fill(~positives, 0).sum(1) / positives.sum(1)).mean()"),
              "your loss is negative", "sign"),
-            ("from ttpt.cpt import supervised_contrastive_loss\n" + _answer(SUPCON, "return supervised_contrastive_loss(features, temperature)"), "calls ttpt's own `supervised_contrastive_loss`", "library call"),
+            ("from ttpt.methods.self_tpt.cpt import supervised_contrastive_loss\n" + _answer(SUPCON, "return supervised_contrastive_loss(features, temperature)"), "calls ttpt's own `supervised_contrastive_loss`", "library call"),
         ],
         "gradient_matching": [
             (_answer(GM, "return F.cosine_similarity(g_ce.detach().flatten(), g_cpt.flatten(), dim=0)"), "the loss to MINIMISE is 1 − cos", "sign"),
@@ -236,7 +236,7 @@ WRONG_ANSWERS = {
             (_answer(GM, "return (g_ce.detach() - g_cpt).norm()"), "you used the distance", "wrong quantity"),
             (_answer(GM, "return 1 - (g_ce.detach() * g_cpt).sum()"), "divide by both gradients' norms", "scaling"),
             (_answer(GM, "return float(1 - F.cosine_similarity(g_ce.flatten(), g_cpt.flatten(), dim=0))"), "no gradient reaches g_CPT", "gradient flow"),
-            ("from ttpt.self_tpt import GradientMatching\n" + _answer(GM, "return GradientMatching(decay=0.0)(g_ce, g_cpt)"), "calls ttpt's own `GradientMatching.__call__`", "library call"),
+            ("from ttpt.methods.self_tpt.method import GradientMatching\n" + _answer(GM, "return GradientMatching(decay=0.0)(g_ce, g_cpt)"), "calls ttpt's own `GradientMatching.__call__`", "library call"),
         ],
         "gradient_cosine": [
             (_answer(GCOS, "g_ce, = torch.autograd.grad(ce, context)\ng_cpt, = torch.autograd.grad(cpt, context)\nreturn F.cosine_similarity(g_ce.flatten(), g_cpt.flatten(), dim=0)"),
@@ -251,7 +251,7 @@ WRONG_ANSWERS = {
              "context.grad after two backward() calls is ONE tensor", "aliasing"),
             (_answer(GCOS, "g_ce, = torch.autograd.grad(ce, context, retain_graph=True)\ng_cpt, = torch.autograd.grad(cpt, context)\nreturn F.cosine_similarity(g_ce.flatten(), g_cpt.flatten(), dim=0).acos()"),
              "you returned the angle", "wrong quantity"),
-            ("from ttpt.self_tpt import context_gradients\n" + _answer(GCOS, "g_ce, g_cpt = context_gradients(ce, cpt, context, create_graph=False)\nreturn F.cosine_similarity(g_ce.flatten(), g_cpt.flatten(), dim=0)"),
+            ("from ttpt.methods.self_tpt.method import context_gradients\n" + _answer(GCOS, "g_ce, g_cpt = context_gradients(ce, cpt, context, create_graph=False)\nreturn F.cosine_similarity(g_ce.flatten(), g_cpt.flatten(), dim=0)"),
              "calls ttpt's own `context_gradients`", "library call"),
         ],
     },
@@ -267,7 +267,7 @@ WRONG_ANSWERS = {
              "you divided by ‖g‖²", "scaling"),
             (_answer(SAM, "q = p.clone().requires_grad_(True)\ng, = torch.autograd.grad(loss_fn(q), q)\nq = (p + rho * g.sign()).requires_grad_(True)\nreturn torch.autograd.grad(loss_fn(q), q)[0]"),
              "you used the sign of the gradient", "wrong quantity"),
-            ("from ttpt.steps import SharpnessAwareStep\n" + _answer(SAM, "q = torch.nn.Parameter(p.clone())\nSharpnessAwareStep(rho)(torch.optim.SGD([q], lr=1.0), lambda: loss_fn(q))\nreturn p - q.detach()"),
+            ("from ttpt.core.steps import SharpnessAwareStep\n" + _answer(SAM, "q = torch.nn.Parameter(p.clone())\nSharpnessAwareStep(rho)(torch.optim.SGD([q], lr=1.0), lambda: loss_fn(q))\nreturn p - q.detach()"),
              "calls ttpt's own `SharpnessAwareStep.__call__`", "library call"),
         ],
         "filter_normalise": [
@@ -277,7 +277,7 @@ WRONG_ANSWERS = {
             (_answer(FILT, "return direction / direction.norm(dim=-1) * context.norm(dim=-1)"), "keepdim=True", "broadcasting"),
             (_answer(FILT, "return direction / direction.norm(dim=-1, keepdim=True) * context"), "you multiplied by the context itself", "wrong quantity"),
             (_answer(FILT, "return direction / direction.norm(dim=-1, keepdim=True) * context.norm(dim=-1, keepdim=True) ** 2"), "squared norm", "scaling"),
-            ("from ttpt.landscape import filter_normalised_direction\n" + _answer(FILT, "return filter_normalised_direction(context, seed=0)"),
+            ("from ttpt.methods.tlla.landscape import filter_normalised_direction\n" + _answer(FILT, "return filter_normalised_direction(context, seed=0)"),
              "calls ttpt's own `filter_normalised_direction`", "library call"),
         ],
         "flat_view_score": [
@@ -308,7 +308,7 @@ WRONG_ANSWERS = {
              "your rows are swapped", "ordering"),
             (_answer(AFF, _AFF_HEAD + "s, cos, sin = log_scale.exp(), angle.cos(), angle.sin()\n" + _STACK.format(a="s * cos", b="s * (shear - sin)", c="tx", d="s * sin", e="s * cos", f="ty") + ".transpose(1, 2)"),
              "your matrices are transposed", "ordering"),
-            ("from ttpt.augment import affine_matrices\n" + _answer(AFF, "return affine_matrices(theta)"), "calls ttpt's own `affine_matrices`", "library call"),
+            ("from ttpt.methods.metatpt.augment import affine_matrices\n" + _answer(AFF, "return affine_matrices(theta)"), "calls ttpt's own `affine_matrices`", "library call"),
         ],
         "view_diversity": [
             (_answer(DIV, "return (feats @ feats.T).mean()"), "you counted each view's similarity to itself", "off-by-one"),
@@ -317,7 +317,7 @@ WRONG_ANSWERS = {
             (_answer(DIV, "s = feats @ feats.T\nV = len(feats)\nreturn 1 - (s.sum() - s.diagonal().sum()) / (V * (V - 1))"), "you averaged the distances 1 − cos", "wrong quantity"),
             (_answer(DIV, "s = feats @ feats.T\nV = len(feats)\nreturn (s.sum(dim=1) - 1) / (V - 1)"), "you returned each view's mean similarity", "reduction over the wrong axis"),
             (_answer(DIV, "V = len(feats)\nreturn torch.cdist(feats, feats).sum() / (V * (V - 1))"), "Euclidean distances", "wrong quantity"),
-            ("from ttpt.metatpt import diversity\n" + _answer(DIV, "return diversity(feats)"), "calls ttpt's own `diversity`", "library call"),
+            ("from ttpt.methods.metatpt.method import diversity\n" + _answer(DIV, "return diversity(feats)"), "calls ttpt's own `diversity`", "library call"),
         ],
         "meta_objective": [
             (_answer(META, "kept = logits[select_confident_views(entropy(logits), keep)]\nreturn F.cross_entropy(kept, torch.full((len(kept),), label))"),
@@ -354,7 +354,7 @@ WRONG_ANSWERS = {
              "holds more than `capacity` entries", "capacity"),
             (_answer(CACHE, _QUEUE + "if len(queue) <= capacity: queue.append((feature, entropy))\nelif entropy < queue[-1][1]: queue[-1] = (feature, entropy)\n"
                             "queue.sort(key=lambda item: item[1])\nreturn cache"), "the class holds capacity + 1 entries", "off-by-one"),
-            ("from ttpt.tda import CacheEntry, ClassCache\n" + _answer(CACHE, "classes = ClassCache(capacity)\nclasses.queues = {c: [CacheEntry(f, h) for f, h in q] for c, q in cache.items()}\n"
+            ("from ttpt.methods.tda import CacheEntry, ClassCache\n" + _answer(CACHE, "classes = ClassCache(capacity)\nclasses.queues = {c: [CacheEntry(f, h) for f, h in q] for c, q in cache.items()}\n"
                             "classes.offer(label, CacheEntry(feature, entropy))\nreturn {c: [(e.feature, e.entropy) for e in q] for c, q in classes.queues.items()}"),
              "calls ttpt's own `ClassCache.offer`", "library call"),
         ],
@@ -371,9 +371,9 @@ WRONG_ANSWERS = {
             (_answer(CLOG, _COSINE + "return alpha * (-beta * (1 - cosine)) @ F.one_hot(labels, n_classes).float()"), "you forgot the exponential", "missing step"),
             (_answer(CLOG, _COSINE + "return alpha * torch.exp(-beta * (1 - cosine))"), "multiply the affinities", "missing step"),
             (_answer(CLOG, _COSINE + "return (alpha * torch.exp(-beta * (1 - cosine)) @ F.one_hot(labels, n_classes).float()).softmax(-1)"), "you returned probabilities", "wrong output"),
-            ("from ttpt.tda import cache_logits\n" + _answer(CLOG, "return cache_logits(F.normalize(query, dim=-1), F.normalize(keys, dim=-1), F.one_hot(labels, n_classes).float(), alpha, beta)"),
+            ("from ttpt.methods.tda import cache_logits\n" + _answer(CLOG, "return cache_logits(F.normalize(query, dim=-1), F.normalize(keys, dim=-1), F.one_hot(labels, n_classes).float(), alpha, beta)"),
              "calls ttpt's own `cache_logits`", "library call"),
-            ("from ttpt.tda import affinity\n" + _answer(CLOG, "return alpha * affinity(F.normalize(query, dim=-1), F.normalize(keys, dim=-1), beta) @ F.one_hot(labels, n_classes).float()"),
+            ("from ttpt.methods.tda import affinity\n" + _answer(CLOG, "return alpha * affinity(F.normalize(query, dim=-1), F.normalize(keys, dim=-1), beta) @ F.one_hot(labels, n_classes).float()"),
              "calls ttpt's own `affinity`", "library call"),
         ],
     },

@@ -14,12 +14,12 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 @pytest.fixture(scope="session")
 def clip():
     "The shipped miniature CLIP, loaded once per session (a test module that needs another model defines its own `clip`)."
-    from ttpt.models import load_clip
+    from ttpt.core.models import load_clip
     return load_clip()
 
 
 @pytest.fixture(scope="session")
 def random_clips():
     "Random-init real-size open_clip models (no download), loaded once per session."
-    from ttpt.models import load_clip
+    from ttpt.core.models import load_clip
     return {name: load_clip(name, pretrained=None) for name in ("ViT-B-16", "RN50")}

@@ -2,9 +2,9 @@
 import hashlib
 import pytest
 from PIL import Image
-from ttpt.benchmark import (BENCHMARKS, SUITES, NEW_CLASSES, BASE_CLASSES, SOURCE_CLASSES, WorldDataset,
+from ttpt.data.benchmark import (BENCHMARKS, SUITES, NEW_CLASSES, BASE_CLASSES, SOURCE_CLASSES, WorldDataset,
                             few_shot_source, get_dataset)
-from ttpt.world import UNSEEN_PAIRS, COLOURS, SHAPES
+from ttpt.data.world import UNSEEN_PAIRS, COLOURS, SHAPES
 
 
 def _digest(ds):

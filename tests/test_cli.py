@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from ttpt.results import read_results, results_path
+from ttpt.harness.results import read_results, results_path
 
 TTPT = Path(sys.executable).parent / "ttpt" # the console script `pip install` puts beside the interpreter
 
@@ -129,7 +129,7 @@ def test_integer_class_folders_need_names(tmp_path):
 
 
 def test_check_data_refuses_a_wrongly_numbered_v2_tree(tmp_path):
-    from ttpt.layouts import write_fixture
+    from ttpt.data.layouts import write_fixture
     tree = write_fixture("imagenet-v2", tmp_path / "imagenetv2")
     assert run_ttpt("check-data", str(tree), "--dataset", "imagenet-v2").returncode == 0
     for folder in sorted(tree.rglob("*")):

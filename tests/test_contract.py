@@ -9,15 +9,16 @@ from pathlib import Path
 import pytest
 import torch
 
-import ttpt.identity
+import ttpt.harness.identity
 from ttpt.cli import main, method_settings, parser
-from ttpt.protocol import Method
+from ttpt.harness.protocol import Method
 from ttpt.registry import METHODS, STANDARD, TABLE, check_settings, make_method, takers
-from ttpt.setup import Setup
+from ttpt.harness.setup import Setup
 
-PACKAGE = Path(ttpt.identity.__file__).parent
-HARNESS = ("evaluate", "compare", "features", "identity", "setup", "results", "reports", "registry", "cli")
-METHOD_MODULES = ("classifiers", "episodic", "tpt", "ctpt", "zero", "coop", "mta", "self_tpt", "sapt", "stss", "metatpt")
+PACKAGE = Path(ttpt.harness.identity.__file__).parents[1]
+def _modules(folder): return tuple(sorted(str(p.relative_to(PACKAGE).with_suffix("")).replace("/", ".") for p in (PACKAGE/folder).rglob("[!_]*.py")))
+HARNESS = _modules("harness") + ("compare", "registry", "cli") # the harness layer and the top layer that drives it
+METHOD_MODULES = _modules("methods")
 
 
 def _refusals():
@@ -58,7 +59,7 @@ def test_the_table_is_the_one_list_of_methods():
     compare_parser = parser()._subparsers._group_actions[0].choices["compare"]
     choices = next(a for a in compare_parser._actions if a.dest == "methods").choices
     assert list(choices) == list(METHODS)
-    for module in PACKAGE.glob("[!_]*.py"):
+    for module in PACKAGE.rglob("[!_]*.py"):
         if module.stem == "registry": continue
         lists = [ast.unparse(n) for n in ast.walk(ast.parse(module.read_text())) if isinstance(n, (ast.List, ast.Tuple, ast.Set))
                  and sum(isinstance(e, ast.Constant) and e.value in METHODS for e in n.elts) >= 2]
@@ -73,7 +74,7 @@ def test_every_method_class_declares_its_kind():
 
 def _calls(module, names):
     "Calls in `module` of the builtins `names` whose first argument is a variable called `method` or `m`."
-    tree = ast.parse((PACKAGE/f"{module}.py").read_text())
+    tree = ast.parse((PACKAGE/f"{module.replace('.', '/')}.py").read_text())
     return [ast.unparse(n) for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in names
             and n.args and isinstance(n.args[0], ast.Name) and n.args[0].id in ("method", "m")]
 
@@ -85,7 +86,7 @@ def test_the_harness_asks_no_method_what_it_has(module):
 
 @pytest.mark.parametrize("module", METHOD_MODULES)
 def test_no_method_module_registers_itself(module):
-    source = (PACKAGE/f"{module}.py").read_text()
+    source = (PACKAGE/f"{module.replace('.', '/')}.py").read_text()
     assert "ttpt.registry" not in source and "register(" not in source
 
 
@@ -93,11 +94,11 @@ def test_source_artifacts_are_keyed_by_the_code_they_run(clip, tmp_path, monkeyp
     "Editing the command line or the reports retrains nothing; editing the source stage's loss retrains it."
     setup = Setup(clip, source_dir=tmp_path, progress=False, settings={"shots": 1, "coop_epochs": 1})
     first = make_method("coop", setup).context
-    digest = ttpt.identity._source_digest
+    digest = ttpt.harness.identity._source_digest
     def edited(*modules):
         return lambda module: "edited" if module.__name__ in modules else digest(module)
-    monkeypatch.setattr(ttpt.identity, "_source_digest", edited("ttpt.cli", "ttpt.reports", "ttpt.compare", "ttpt.registry"))
+    monkeypatch.setattr(ttpt.harness.identity, "_source_digest", edited("ttpt.cli", "ttpt.harness.reports", "ttpt.compare", "ttpt.registry"))
     assert torch.equal(make_method("coop", setup).context, first) and len(list(tmp_path.glob("coop-*.safetensors"))) == 1
-    monkeypatch.setattr(ttpt.identity, "_source_digest", edited("ttpt.source"))
+    monkeypatch.setattr(ttpt.harness.identity, "_source_digest", edited("ttpt.core.source"))
     make_method("coop", setup)
     assert len(list(tmp_path.glob("coop-*.safetensors"))) == 2 # trained again by the edited loss's code

@@ -10,10 +10,10 @@ import pytest
 from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
 from PIL import Image
 
-import ttpt.images
-from ttpt.datasets import check_data, class_mapping, dataset_dir, load_dataset
-from ttpt.images import UnreadableImage
-from ttpt.layouts import base_new, IMAGENET_SYNSETS, LAYOUTS, read_classnames, subset, write_fixture
+import ttpt.data.images
+from ttpt.data.datasets import check_data, class_mapping, dataset_dir, load_dataset
+from ttpt.data.images import UnreadableImage
+from ttpt.data.layouts import base_new, IMAGENET_SYNSETS, LAYOUTS, read_classnames, subset, write_fixture
 
 pytestmark = pytest.mark.filterwarnings("ignore:repeated class names") # OpenAI's names repeat "missile" and "sunglasses"
 
@@ -307,10 +307,10 @@ def test_identity_is_the_content_of_the_files(tree, tmp_path, monkeypatch):
     first = load_dataset("folder", root).identity
     Image.new("RGB", (8, 8), (0, 0, 255)).save(image.with_suffix(".bmp")) # repainted, same byte size
     now = time.time_ns
-    monkeypatch.setattr(ttpt.images.time, "time_ns", lambda: now() + 10 * 10**9) # 10 s on: every file has settled and is cached (one just written is not)
+    monkeypatch.setattr(ttpt.data.images.time, "time_ns", lambda: now() + 10 * 10**9) # 10 s on: every file has settled and is cached (one just written is not)
     repainted = load_dataset("folder", root)
     assert repainted.identity["files_sha256"] != first["files_sha256"], (repainted.identity, first)
-    monkeypatch.setattr(ttpt.images, "_hash_file", lambda path: pytest.fail(f"{path} was hashed again"))
+    monkeypatch.setattr(ttpt.data.images, "_hash_file", lambda path: pytest.fail(f"{path} was hashed again"))
     assert load_dataset("folder", root).identity == repainted.identity # warm: every digest from the cache
     assert subset(repainted, 2).digests == [repainted.digests[repainted.files.index(f)] for f in subset(repainted, 2).files]
 

@@ -5,7 +5,7 @@ import subprocess
 import sys
 import time
 
-from ttpt.results import MEASURED_COLUMNS, read_results, results_path
+from ttpt.harness.results import MEASURED_COLUMNS, read_results, results_path
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 

@@ -178,7 +178,8 @@ EXPORTED = list(_exported())
 def test_every_exported_symbol_is_indexed():
     "The symbols checked below are all there are: every function and class in a module's `__all__` is in nbdev's index."
     indexed = {q for q, _, _ in EXPORTED}
-    modules = [f"ttpt.{p.stem}" for p in sorted(Path(CONFIG.lib_path).glob("*.py")) if not p.stem.startswith("_")]
+    lib = Path(CONFIG.lib_path)
+    modules = ["ttpt." + str(p.relative_to(lib).with_suffix("")).replace("/", ".") for p in sorted(lib.rglob("[!_]*.py"))]
     exported = {f"{m}.{n}" for m in modules for n, o in vars(importlib.import_module(m)).items()
                 if n in getattr(importlib.import_module(m), "__all__", []) and (inspect.isfunction(o) or inspect.isclass(o))}
     assert exported <= indexed, f"exported but not in ttpt/_modidx.py (run nbdev-export): {sorted(exported - indexed)}"

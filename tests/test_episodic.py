@@ -3,14 +3,14 @@ written out here as literal references (views encoded once, selection before the
 import pytest
 import torch
 
-from ttpt.benchmark import get_dataset
-from ttpt.ctpt import CTPT, text_dispersion
-from ttpt.prompts import PromptLearner
-from ttpt.selection import entropy, marginal_entropy, select_confident_views
-from ttpt.tpt import TPT
-from ttpt.views import ViewMaker
-from ttpt.zero import Zero
-from ttpt.zeroshot import class_text_features, clip_logits, image_features
+from ttpt.data.benchmark import get_dataset
+from ttpt.methods.ctpt import CTPT, text_dispersion
+from ttpt.core.prompts import PromptLearner
+from ttpt.core.selection import entropy, marginal_entropy, select_confident_views
+from ttpt.methods.tpt import TPT
+from ttpt.core.views import ViewMaker
+from ttpt.methods.zero import Zero
+from ttpt.core.zeroshot import class_text_features, clip_logits, image_features
 
 
 @pytest.fixture(scope="module")

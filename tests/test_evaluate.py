@@ -1,4 +1,4 @@
-"Unit tests for ttpt.evaluate: the resumable evaluation harness."
+"Unit tests for ttpt.harness.evaluate: the resumable evaluation harness."
 import importlib
 import json
 import os
@@ -16,14 +16,14 @@ import pytest
 import torch
 from PIL import Image
 
-from ttpt.datasets import load_dataset
-from ttpt.images import UnreadableImage
-from ttpt.results import MEASURED_COLUMNS, read_results, results_path
-from ttpt.evaluate import evaluate
-from ttpt.reports import comparison_table, expected_calibration_error, reliability_table, summarise
-from ttpt.features import DiskStore
-from ttpt.classifiers import ZeroShot
-from ttpt.protocol import Capabilities, Kind, Method
+from ttpt.data.datasets import load_dataset
+from ttpt.data.images import UnreadableImage
+from ttpt.harness.results import MEASURED_COLUMNS, read_results, results_path
+from ttpt.harness.evaluate import evaluate
+from ttpt.harness.reports import comparison_table, expected_calibration_error, reliability_table, summarise
+from ttpt.harness.features import DiskStore
+from ttpt.methods.classifiers import ZeroShot
+from ttpt.harness.protocol import Capabilities, Kind, Method
 
 CLASSES = ["red", "green", "blue", "grey"]
 
@@ -196,7 +196,7 @@ _KILLED_RUN = """
 import sys
 sys.path.insert(0, {tests!r})
 from test_evaluate import Guess, Solids
-from ttpt.evaluate import evaluate
+from ttpt.harness.evaluate import evaluate
 evaluate(Guess(sleep=0.05), Solids(40), None, out={out!r}, progress=False)
 """
 
@@ -244,8 +244,8 @@ _CONTENDER = """
 import sys
 sys.path.insert(0, {tests!r})
 from test_evaluate import Guess, Solids
-from ttpt.results import ResultsLocked
-from ttpt.evaluate import evaluate
+from ttpt.harness.results import ResultsLocked
+from ttpt.harness.evaluate import evaluate
 try: evaluate(Guess(sleep=0.1), Solids(30), None, out={out!r}, progress=False)
 except ResultsLocked as e:
     print("LOCKED", e)
@@ -322,7 +322,7 @@ def test_repainted_images_of_the_same_size_are_not_reused(tmp_path):
 _METHOD = """
 from dataclasses import dataclass
 import torch
-from ttpt.protocol import Capabilities, Kind, Method
+from ttpt.harness.protocol import Capabilities, Kind, Method
 
 @dataclass
 class Edited(Method):

@@ -18,12 +18,12 @@ import pytest
 import torch
 from PIL import Image
 
-import ttpt.images
-from ttpt.datasets import check_data, load_dataset
-from ttpt.evaluate import evaluate, merge_shards
-from ttpt.protocol import Capabilities, Kind, Method
-from ttpt.images import UnreadableImage, file_digests, read_image
-from ttpt.results import MEASURED_COLUMNS, _logged_runs, _record_run, read_results, results_path
+import ttpt.data.images
+from ttpt.data.datasets import check_data, load_dataset
+from ttpt.harness.evaluate import evaluate, merge_shards
+from ttpt.harness.protocol import Capabilities, Kind, Method
+from ttpt.data.images import UnreadableImage, file_digests, read_image
+from ttpt.harness.results import MEASURED_COLUMNS, _logged_runs, _record_run, read_results, results_path
 
 TTPT = Path(sys.executable).parent / "ttpt"
 
@@ -56,7 +56,7 @@ def cache_settles_at_once(monkeypatch, tmp_path):
     "A fresh digest cache, and a clock 10 s ahead, so files just written are cached (as files written long ago are)."
     monkeypatch.setenv("TTPT_CACHE", str(tmp_path/"cache"))
     now = time.time_ns
-    monkeypatch.setattr(ttpt.images.time, "time_ns", lambda: now() + 10 * 10**9)
+    monkeypatch.setattr(ttpt.data.images.time, "time_ns", lambda: now() + 10 * 10**9)
 
 
 def test_a_rewrite_in_place_keeping_size_and_mtime_is_noticed(tmp_path, cache_settles_at_once):
@@ -84,7 +84,7 @@ def test_files_swapped_between_folders_are_noticed(tmp_path, cache_settles_at_on
 
 def test_changed_shipped_weights_are_refused(tmp_path, monkeypatch):
     "Shipped weights changed at the same size are refused in one line, not run at 0% accuracy."
-    from ttpt.models import SHIPPED_WEIGHTS, data_dir, load_clip
+    from ttpt.core.models import SHIPPED_WEIGHTS, data_dir, load_clip
     rel = next(iter(SHIPPED_WEIGHTS.values()))
     copy = tmp_path/rel
     copy.parent.mkdir(parents=True)
@@ -99,7 +99,7 @@ def test_changed_shipped_weights_are_refused(tmp_path, monkeypatch):
 
 def test_a_users_checkpoint_keeps_its_own_digest(tmp_path, clip):
     "A checkpoint of the user's own is not held to the shipped digest: its results record the digest of its weights."
-    from ttpt.models import load_clip, weights_digest, write_state_dict
+    from ttpt.core.models import load_clip, weights_digest, write_state_dict
     model = load_clip().model
     with torch.no_grad(): model.logit_scale.add_(0.5)
     write_state_dict(model, tmp_path/"mine.safetensors")
@@ -181,7 +181,7 @@ def test_map_keys_that_name_no_folder_are_refused(tmp_path, key):
 
 def test_a_wordnet_map_may_name_more_imagenet_classes(tmp_path):
     "A map of all 1000 ImageNet ids serves ImageNet-A's 200 classes; a key that is no ImageNet id is refused."
-    from ttpt.layouts import IMAGENET_SYNSETS, write_fixture
+    from ttpt.data.layouts import IMAGENET_SYNSETS, write_fixture
     root = write_fixture("imagenet-a", tmp_path/"a")
     names = {s: f"class {k}" for k, s in enumerate(IMAGENET_SYNSETS)}
     assert len(load_dataset("imagenet-a", root, classnames=names).classes) == 200
@@ -293,8 +293,8 @@ def test_workers_die_with_their_parent(tmp_path, kind):
         import sys, time
         from PIL import Image
         from dataclasses import dataclass
-        from ttpt.evaluate import evaluate
-        from ttpt.protocol import Capabilities, Kind, Method as Base
+        from ttpt.harness.evaluate import evaluate
+        from ttpt.harness.protocol import Capabilities, Kind, Method as Base
         class Slow:
             name, classes = "slow", ["a", "b"]
             def __len__(self): return 8
@@ -371,7 +371,7 @@ def test_another_datasets_results_are_never_to_be_deleted(tmp_path):
 def test_compare_refuses_datasets_that_share_a_name(tmp_path, clip):
     "Two folders of one name in one comparison would share every results file: refused before any work."
     from ttpt.compare import compare
-    from ttpt.setup import Setup
+    from ttpt.harness.setup import Setup
     first, second = images(tmp_path/"one"/"pets", ["cat", "dog"]), images(tmp_path/"two"/"pets", ["cat", "dog"])
     with pytest.raises(ValueError, match="are all named 'pets'.*separate output folders"):
         compare(Setup(clip, source_dir=tmp_path/"source"), [str(first), str(second)], ["zeroshot"], out=tmp_path/"out", progress=False)

@@ -8,12 +8,12 @@ import pytest
 import torch
 from fastcore import test as fc  # fastcore's checks show both values when they fail (imported by module: pytest would collect test_*)
 
-from ttpt.benchmark import check_classes, get_dataset
-from ttpt.evaluate import seed_everything
-from ttpt.identity import run_fingerprint
-from ttpt.models import MINICLIP, load_clip, weights_digest
-from ttpt.pretrain import lr_at, make_optimizer
-from ttpt.protocol import Capabilities, Kind, Method
+from ttpt.data.benchmark import check_classes, get_dataset
+from ttpt.harness.evaluate import seed_everything
+from ttpt.harness.identity import run_fingerprint
+from ttpt.core.models import MINICLIP, load_clip, weights_digest
+from ttpt.data.pretrain import lr_at, make_optimizer
+from ttpt.harness.protocol import Capabilities, Kind, Method
 
 
 def test_lr_at_warms_up_then_decays_to_zero():

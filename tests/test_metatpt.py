@@ -2,16 +2,16 @@
 import pytest
 import torch
 
-from ttpt.augment import affine_views, random_affine
-from ttpt.benchmark import few_shot_source, get_dataset
-from ttpt.identity import modules_identity
-from ttpt.setup import source_artifact
+from ttpt.methods.metatpt.augment import affine_views, random_affine
+from ttpt.data.benchmark import few_shot_source, get_dataset
+from ttpt.harness.identity import modules_identity
+from ttpt.harness.setup import source_artifact
 import torch.nn.functional as F
 
-from ttpt.metatpt import AffineAugment, MetaTPT, diversity, encode_images, meta_train, with_gradient
-from ttpt.models import MINICLIP, load_clip
-from ttpt.selection import average_log_probs
-from ttpt.zeroshot import clip_logits
+from ttpt.methods.metatpt.method import AffineAugment, MetaTPT, diversity, encode_images, meta_train, with_gradient
+from ttpt.core.models import MINICLIP, load_clip
+from ttpt.core.selection import average_log_probs
+from ttpt.core.zeroshot import clip_logits
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +97,7 @@ def test_deterministic_under_a_seed(clip, hard, loop):
 def test_meta_learned_start_round_trips_through_safetensors(clip, tmp_path):
     source = few_shot_source(shots=1)
     train = lambda: {"augment_init": meta_train(clip, source, MetaTPT(n_views=9, keep=0.3, inner_steps=1), epochs=1, batch_size=18, progress=False)[0]}
-    code = modules_identity("ttpt.metatpt") # the modules the meta-training runs
+    code = modules_identity("ttpt.methods.metatpt.method") # the modules the meta-training runs
     first = source_artifact(clip, tmp_path, "metatpt", {"test": 1}, train, code)["augment_init"]
     files = list(tmp_path.glob("metatpt-*.safetensors"))
     assert len(files) == 1

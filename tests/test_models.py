@@ -4,9 +4,9 @@ import time
 import pytest
 import torch
 
-from ttpt.models import MINICLIP, hub_reachable, load_clip, write_state_dict
-from ttpt.prompts import PromptLearner
-from ttpt.zeroshot import class_text_features
+from ttpt.core.models import MINICLIP, hub_reachable, load_clip, write_state_dict
+from ttpt.core.prompts import PromptLearner
+from ttpt.core.zeroshot import class_text_features
 
 
 def test_shipped_model_loads_offline_quickly():

@@ -4,10 +4,10 @@ import math
 import pytest
 import torch
 
-from ttpt.benchmark import get_dataset
+from ttpt.data.benchmark import get_dataset
 from ttpt.registry import make_method, METHODS
-from ttpt.setup import Setup
-from ttpt.mta import MTA, mta_mode
+from ttpt.harness.setup import Setup
+from ttpt.methods.mta import MTA, mta_mode
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +96,7 @@ def test_mta_runs_from_the_command_line(tmp_path):
     "`ttpt eval --method mta` evaluates from a clean start and writes its results file."
     import subprocess, sys
     from pathlib import Path
-    from ttpt.results import read_results, results_path
+    from ttpt.harness.results import read_results, results_path
     ttpt = Path(sys.executable).parent / "ttpt"
     done = subprocess.run([str(ttpt), "eval", "--method", "mta", "--dataset", "hard", "--images", "3", "--views", "16",
                            "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)

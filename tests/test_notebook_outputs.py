@@ -12,7 +12,7 @@ NBS = Path(__file__).resolve().parents[1] / "nbs"
 NOTEBOOKS = sorted(NBS.glob("*.ipynb"))
 TEXT_LIMIT = 20_000 # characters of text in one output (a table of a few hundred rows)
 OUTPUT_LIMIT = 1_000_000 # bytes of one output as stored (a figure of dpi ≤ 100)
-SILENT = {"02_zeroshot": "its cells are checks that print nothing", "06_classifiers": "its cells are checks that print nothing"} # notebooks allowed no outputs, and why
+SILENT = {"03_zeroshot": "its cells are checks that print nothing", "07_classifiers": "its cells are checks that print nothing"} # notebooks allowed no outputs, and why
 WARNING = re.compile(r"^(WARNING:\S+:|\S+:\d+: \w*Warning: |.*No pretrained weights loaded)", re.M)
 
 def _texts(output):
@@ -47,5 +47,5 @@ def test_notebook_has_outputs(path):
 def test_limits_catch_what_they_should():
     assert re.search(r"\r(?!\n)", "  0%|\r 50%|\r100%|\n") and not re.search(r"\r(?!\n)", "done\r\n")
     assert WARNING.search("WARNING:root:No pretrained weights loaded for model 'RN50'.")
-    assert WARNING.search("/x/ttpt/prompts.py:144: UserWarning: repeated class names")
+    assert WARNING.search("/x/ttpt/core/prompts.py:144: UserWarning: repeated class names")
     assert not WARNING.search("ttpt: warning: repeated class names ['missile']") # ttpt's own one-line message to users

@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 import torch
 
-from ttpt.benchmark import get_dataset
-from ttpt.dpe import DPE
-from ttpt.evaluate import stream_order
-from ttpt.tda import TDA, CacheEntry, ClassCache, predict_stream
+from ttpt.data.benchmark import get_dataset
+from ttpt.methods.dpe import DPE
+from ttpt.harness.evaluate import stream_order
+from ttpt.methods.tda import TDA, CacheEntry, ClassCache, predict_stream
 
 N_VIEWS = 10 # keeps ⌊0.1·10⌋ = 1 confident view: small and fast
 

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ttpt.papers import ANALOGUES, PAPERS, paper_versus_here, verdict
+from ttpt.harness.papers import ANALOGUES, PAPERS, paper_versus_here, verdict
 
 
 def rows(method, dataset, correct):

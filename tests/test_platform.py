@@ -8,18 +8,18 @@ import pandas as pd
 import pytest
 import torch
 
-from ttpt.benchmark import few_shot_source, get_dataset
-from ttpt.coop import CoOp, train_coop
-from ttpt.identity import run_fingerprint
-from ttpt.evaluate import evaluate
-from ttpt.reports import print_comparison
-from ttpt.features import ViewCache
-from ttpt.models import load_clip
-from ttpt.ctpt import CTPT
-from ttpt.zero import Zero
-from ttpt.tpt import TPT
-from ttpt.classifiers import ZeroShot
-from ttpt.zeroshot import ENSEMBLE_TEMPLATES
+from ttpt.data.benchmark import few_shot_source, get_dataset
+from ttpt.methods.coop import CoOp, train_coop
+from ttpt.harness.identity import run_fingerprint
+from ttpt.harness.evaluate import evaluate
+from ttpt.harness.reports import print_comparison
+from ttpt.harness.features import ViewCache
+from ttpt.core.models import load_clip
+from ttpt.methods.ctpt import CTPT
+from ttpt.methods.zero import Zero
+from ttpt.methods.tpt import TPT
+from ttpt.methods.classifiers import ZeroShot
+from ttpt.core.zeroshot import ENSEMBLE_TEMPLATES
 
 COLUMNS = ["index", "label", "prediction", "confidence"]
 
@@ -71,17 +71,35 @@ def test_zero_templates_get_their_own_results_file(clip, tmp_path):
         evaluate(Zero(n_views=8, keep=0.5, templates=("a photo of a {}.", "a sketch of a {}.")), data, clip, out=tmp_path, progress=False)
 
 
+LIB = Path(__file__).parents[1] / "ttpt"
+LAYERS = ("core", "data", "harness", "methods", "studies", "top") # each imports only from its own layer and those before it
+
+
 def _imports(module):
-    tree = ast.parse((Path(__file__).parents[1] / "ttpt" / f"{module}.py").read_text())
-    return {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module} | \
-           {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    "The absolute names of the modules `module` (e.g. 'ttpt.data.benchmark') imports; relative imports resolved."
+    package = module.split(".")[:-1]
+    tree = ast.parse((LIB.parent / f"{module.replace('.', '/')}.py").read_text())
+    found = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            base = package[:len(package) - node.level + 1] if node.level else []
+            found.add(".".join(base + [node.module or ""]).strip("."))
+    return found
+
+
+def _layer(module):
+    parts = module.split(".")
+    return parts[1] if len(parts) > 2 else "top"
 
 
 def test_layering():
-    modules = [p.stem for p in (Path(__file__).parents[1] / "ttpt").glob("*.py") if not p.stem.startswith("_")]
-    assert [m for m in modules if m != "cli" and any(i.endswith("cli") for i in _imports(m))] == []
-    model_code = {"ttpt.models", "ttpt.zeroshot", "ttpt.prompts", "ttpt.evaluate", "open_clip", "torch"}
-    assert _imports("benchmark") & model_code == set(), "the data module must not import model code"
+    "core ← data ← harness ← methods ← studies ← the top (registry, compare, cli): no module imports from a later layer."
+    modules = ["ttpt." + str(p.relative_to(LIB).with_suffix("")).replace("/", ".") for p in LIB.rglob("[!_]*.py")]
+    assert {_layer(m) for m in modules} == set(LAYERS)
+    upward = [f"{m} -> {i}" for m in modules for i in _imports(m) if i.startswith("ttpt.") and LAYERS.index(_layer(i)) > LAYERS.index(_layer(m))]
+    assert upward == [], f"imports from a later layer: {upward}"
+    model_code = {"ttpt.core.models", "ttpt.core.zeroshot", "ttpt.core.prompts", "ttpt.harness.evaluate", "open_clip", "torch"}
+    assert _imports("ttpt.data.benchmark") & model_code == set(), "the benchmark must not import model code"
 
 
 @pytest.mark.parametrize("name", ["tpt", "c-tpt", "tpt+coop"])
@@ -114,5 +132,5 @@ def test_episodes_need_a_method_that_has_them(clip):
 def test_the_methods_code_is_in_the_fingerprint():
     "A results file records the source digest of the method's module and of every ttpt module it uses."
     code = run_fingerprint(TPT(n_views=16), get_dataset("photo", n=2), None)["code"]
-    assert {"ttpt.tpt", "ttpt.episodic", "ttpt.selection", "ttpt.views", "ttpt.prompts"} <= set(code), sorted(code)
-    assert not {"ttpt.cli", "ttpt.registry", "ttpt.setup", "ttpt.reports"} & set(code), sorted(code) # only what the method runs
+    assert {"ttpt.methods.tpt", "ttpt.methods.episodic", "ttpt.core.selection", "ttpt.core.views", "ttpt.core.prompts"} <= set(code), sorted(code)
+    assert not {"ttpt.cli", "ttpt.registry", "ttpt.harness.setup", "ttpt.harness.reports"} & set(code), sorted(code) # only what the method runs

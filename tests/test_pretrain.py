@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from ttpt.pretrain import PretrainStream, make_batch, pretrain, stream_loader
+from ttpt.data.pretrain import PretrainStream, make_batch, pretrain, stream_loader
 
 
 def test_first_steps_identical_with_and_without_workers():
@@ -27,8 +27,8 @@ def test_bad_domain_mix_is_refused():
 
 def test_model_card_shows_targets_leverage_and_the_old_model_beside_the_new(tmp_path):
     import pandas as pd
-    from ttpt.miniclip import model_card, pretraining_targets, targets_by_seed
-    from ttpt.pretrain import save_pretrained
+    from ttpt.studies.miniclip import model_card, pretraining_targets, targets_by_seed
+    from ttpt.data.pretrain import save_pretrained
     model, log = pretrain(seed=0, steps=2, batch_size=4, warmup=1, workers=0, log_every=0)
     weights = save_pretrained(model, log, tmp_path / "tiny.safetensors")
     rows = [("source", "photo", 95.0, 93.0, 2.0), ("domain", "sketch", 90.0, 80.0, 9.0), ("base2new", "new", 70.0, 65.0, 5.0)]

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from ttpt.prompts import CLASS_POSITIONS, PromptLearner, encode_text_embeddings, encode_token_ids, reference_sentence
+from ttpt.core.prompts import CLASS_POSITIONS, PromptLearner, encode_text_embeddings, encode_token_ids, reference_sentence
 
 CLASSES = ["goldfish", "great white shark", "tabby cat", "traffic light", "a"]
 
@@ -113,8 +113,8 @@ def test_tpt_runs_on_the_1000_imagenet_names(tmp_path):
     import open_clip
     from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
     from PIL import Image
-    from ttpt.models import load_clip
-    from ttpt.tpt import TPT
+    from ttpt.core.models import load_clip
+    from ttpt.methods.tpt import TPT
     config = {"embed_dim": 32, "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "patch_size": 16},
               "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
     (tmp_path/"ttpt-test-tiny77.json").write_text(json.dumps(config))

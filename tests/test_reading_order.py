@@ -20,8 +20,8 @@ def ttpt_imports(notebook):
     for cell in read_nb(notebook).cells:
         if cell.cell_type != "code": continue
         for node in ast.walk(ast.parse(_code(cell))):
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("ttpt."): found.add(node.module.split(".")[1])
-            if isinstance(node, ast.Import): found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("ttpt.")}
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("ttpt."): found.add(node.module.removeprefix("ttpt."))
+            if isinstance(node, ast.Import): found |= {a.name.removeprefix("ttpt.") for a in node.names if a.name.startswith("ttpt.")}
     return found
 
 
@@ -54,12 +54,13 @@ def test_no_notebook_imports_a_later_one():
 def test_the_check_sees_an_import_inside_a_function(tmp_path):
     "An import inside an exported function counts (a lazy import cannot hide a layer running upwards); magics are skipped."
     cell = {"cell_type": "code", "execution_count": None, "id": "a", "metadata": {}, "outputs": [],
-            "source": ["#| export\n", "def f():\n", "    from ttpt.cli import main\n", "%time import ttpt.models\n"]}
+            "source": ["#| export\n", "def f():\n", "    from ttpt.cli import main\n", "%time import ttpt.core.models\n"]}
     notebook = tmp_path / "x.ipynb"
     notebook.write_text(json.dumps({"cells": [cell], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
     assert ttpt_imports(notebook) == {"cli"}, ttpt_imports(notebook)
 
 
 def test_every_module_has_one_notebook():
-    modules = sorted(p.stem for p in (NBS.parent / "ttpt").glob("[!_]*.py"))
+    lib = NBS.parent / "ttpt"
+    modules = sorted(str(p.relative_to(lib).with_suffix("")).replace("/", ".") for p in lib.rglob("[!_]*.py"))
     assert sorted(exporters()) == modules, (sorted(exporters()), modules)

@@ -6,13 +6,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ttpt.benchmark import few_shot_source, get_dataset
-from ttpt.cpt import CPTLoss, TextViews, supervised_contrastive_loss
-from ttpt.evaluate import evaluate
-from ttpt.models import load_clip
-from ttpt.self_tpt import GradientMatching, SelfTPT, SelfTPTViews, SourceLoss, adapt_to_classnames, cpt_floor, frozen_head, train_source_stage
-from ttpt.source import SourceBatch
-from ttpt.zeroshot import clip_logits, encode_dataset
+from ttpt.data.benchmark import few_shot_source, get_dataset
+from ttpt.methods.self_tpt.cpt import CPTLoss, TextViews, supervised_contrastive_loss
+from ttpt.harness.evaluate import evaluate
+from ttpt.core.models import load_clip
+from ttpt.methods.self_tpt.method import GradientMatching, SelfTPT, SelfTPTViews, SourceLoss, adapt_to_classnames, cpt_floor, frozen_head, train_source_stage
+from ttpt.core.source import SourceBatch
+from ttpt.core.zeroshot import clip_logits, encode_dataset
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def test_gradient_matching_passes_gradcheck(tmp_path):
     "L_GM(v) = 1 − cos(sg(g_CE), EMA(∇L_CPT(v))) differentiated through the CPT gradient, against finite differences (float64)."
     import json
     import open_clip
-    from ttpt.self_tpt import second_order
+    from ttpt.methods.self_tpt.method import second_order
     config = {"embed_dim": 16, "vision_cfg": {"image_size": 32, "layers": [1, 1, 1, 1], "width": 8},
               "text_cfg": {"context_length": 20, "vocab_size": 49408, "width": 16, "heads": 2, "layers": 1}}
     (tmp_path / "ttpt-tiny-test.json").write_text(json.dumps(config))

@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from test_evaluate import Guess, Solids
-from ttpt.evaluate import evaluate, stream_order
-from ttpt.protocol import Capabilities, Kind, Method
-from ttpt.results import MEASURED_COLUMNS, read_results, results_path
+from ttpt.harness.evaluate import evaluate, stream_order
+from ttpt.harness.protocol import Capabilities, Kind, Method
+from ttpt.harness.results import MEASURED_COLUMNS, read_results, results_path
 
 
 @dataclass
@@ -73,7 +73,7 @@ import sys
 sys.path.insert(0, {tests!r})
 from test_stream_harness import Drifting
 from test_evaluate import Solids
-from ttpt.evaluate import evaluate
+from ttpt.harness.evaluate import evaluate
 Drifting.sleep = 0.05
 evaluate(Drifting(), Solids(40), None, out={out!r}, order=2, progress=False)
 """

@@ -6,11 +6,11 @@ import sys
 import pytest
 import torch
 
-from ttpt.benchmark import get_dataset
+from ttpt.data.benchmark import get_dataset
 from ttpt.cli import main
-from ttpt.evaluate import evaluate
-from ttpt.threads import THREADS_ENV
-from ttpt.classifiers import ZeroShot
+from ttpt.harness.evaluate import evaluate
+from ttpt.core.threads import THREADS_ENV
+from ttpt.methods.classifiers import ZeroShot
 
 
 def python(code, **env):

@@ -2,12 +2,12 @@
 import pytest
 import torch
 
-from ttpt.benchmark import few_shot_source, get_dataset
-from ttpt.coop import train_coop
-from ttpt.prompts import PromptLearner
-from ttpt.sapt import train_sapt
-from ttpt.stss import STSS, unit_directions
-from ttpt.zeroshot import encode_dataset
+from ttpt.data.benchmark import few_shot_source, get_dataset
+from ttpt.methods.coop import train_coop
+from ttpt.core.prompts import PromptLearner
+from ttpt.methods.tlla.sapt import train_sapt
+from ttpt.methods.tlla.stss import STSS, unit_directions
+from ttpt.core.zeroshot import encode_dataset
 
 
 @pytest.fixture(scope="module")

@@ -1,19 +1,19 @@
-"""TPT beyond what 25_tpt checks: other seeds give other views, one shared tuning loop for TPT (per image and in batched
+"""TPT beyond what 28_tpt checks: other seeds give other views, one shared tuning loop for TPT (per image and in batched
 episodes), C-TPT and MetaTPT, resumable evaluation, and clear errors (random-init miniature CLIP: no weights needed)."""
 import pandas as pd
 import pytest
 import torch
 
-import ttpt.metatpt
-import ttpt.tpt
-from ttpt.benchmark import get_dataset
-from ttpt.ctpt import CTPT
-from ttpt.results import read_results, results_path
-from ttpt.evaluate import evaluate
-from ttpt.metatpt import MetaTPT
-from ttpt.models import MINICLIP, load_clip
-from ttpt.tpt import TPT
-from ttpt.zero import Zero
+import ttpt.methods.metatpt.method
+import ttpt.methods.tpt
+from ttpt.data.benchmark import get_dataset
+from ttpt.methods.ctpt import CTPT
+from ttpt.harness.results import read_results, results_path
+from ttpt.harness.evaluate import evaluate
+from ttpt.methods.metatpt.method import MetaTPT
+from ttpt.core.models import MINICLIP, load_clip
+from ttpt.methods.tpt import TPT
+from ttpt.methods.zero import Zero
 
 
 @pytest.fixture(scope="module")
@@ -43,12 +43,12 @@ def test_other_seed_other_views(clip, hard):
 @pytest.fixture
 def loop_calls(monkeypatch):
     "Records every call of the shared tuning loop, wherever a method calls it from."
-    calls, loop = [], ttpt.tpt.tuning_loop
+    calls, loop = [], ttpt.methods.tpt.tuning_loop
     def counted(*args, **kw):
         losses = loop(*args, **kw)
         calls.append(len(losses))
         return losses
-    for module in (ttpt.tpt, ttpt.metatpt): monkeypatch.setattr(module, "tuning_loop", counted)
+    for module in (ttpt.methods.tpt, ttpt.methods.metatpt.method): monkeypatch.setattr(module, "tuning_loop", counted)
     return calls
 
 

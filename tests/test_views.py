@@ -1,12 +1,12 @@
-"Unit tests for ttpt.views: TPT's test-time views."
+"Unit tests for ttpt.core.views: TPT's test-time views."
 import numpy as np
 import open_clip
 import pytest
 import torch
 from PIL import Image
 
-from ttpt.models import load_clip
-from ttpt.views import AUGMIX_OPS, ViewMaker, augmix_view, crop_flip_view, image_rng
+from ttpt.core.models import load_clip
+from ttpt.core.views import AUGMIX_OPS, ViewMaker, augmix_view, crop_flip_view, image_rng
 
 
 def _image(width=96, height=64, seed=0):

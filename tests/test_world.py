@@ -2,7 +2,7 @@
 import hashlib
 import numpy as np
 import pytest
-from ttpt.world import DOMAINS, PATTERN_WORDS, SEEN_PAIRS, UNSEEN_PAIRS, Scene, caption, render, rng_for, sample
+from ttpt.data.world import DOMAINS, PATTERN_WORDS, SEEN_PAIRS, UNSEEN_PAIRS, Scene, caption, render, rng_for, sample
 
 
 def _digest(seed, domain, n=6):
@@ -71,7 +71,7 @@ def test_caption_style_describes_its_domain(domain):
 
 def test_style_words_decide_positives():
     import torch
-    from ttpt.pretrain import positive_pairs
+    from ttpt.data.pretrain import positive_pairs
     attrs = torch.tensor([[0, 3, 0, 0, 1], [-1, 3, 0, 0, 1]])  # a red star photo and a star sketch
     masks = torch.tensor([[False, True, False, False, True]] * 2)  # both captions say only "a star"
     domains = torch.tensor([DOMAINS.index("photo"), DOMAINS.index("sketch")])

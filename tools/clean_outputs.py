@@ -2,9 +2,9 @@
 and library warning lines (open_clip's "No pretrained weights loaded", Python's `...Warning:` lines with their source line),
 and print whole a table whose plain-text form pandas cut with `...` (rebuilt from the same output's HTML table).
 
-    python tools/clean_outputs.py nbs/25_tpt.ipynb ...   # rewrite these notebooks in place (default: every notebook in nbs/)
+    python tools/clean_outputs.py nbs/28_tpt.ipynb ...   # rewrite these notebooks in place (default: every notebook in nbs/)
 
-ttpt's own bars (`ttpt.checks.ProgressBar`) and its loading of models no longer write such output; this tidies outputs
+ttpt's own bars (`ttpt.core.checks.ProgressBar`) and its loading of models no longer write such output; this tidies outputs
 saved before, without running a notebook again. `tests/test_notebook_outputs.py` fails on any that remain."""
 
 import html

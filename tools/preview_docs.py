@@ -148,7 +148,7 @@ class Site:
     "Where nbdev's links point on the published site, and where they point in the preview."
     def __init__(self, cfg, dest, pages):
         self.root = f"{cfg.doc_host}{cfg.doc_baseurl.rstrip('/')}/"  # doc links: f"{root}tpt.html#tpt"
-        self.source = f"{cfg.git_url}/blob/{cfg.branch}/"  # source links: f"{source}ttpt/tpt.py#L35"
+        self.source = f"{cfg.git_url}/blob/{cfg.branch}/"  # source links: f"{source}ttpt/methods/tpt.py#L35"
         self.repo, self.dest = Path(cfg.config_path), Path(dest)
         self.notebooks = {p["notebook"]: p["href"] for p in pages}
 

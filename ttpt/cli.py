@@ -14,20 +14,20 @@ import warnings
 import torch
 import torch.distributed as dist
 
-from .benchmark import BENCHMARKS, DEFAULT_N, SUITES
-from .checks import check_finite, check_int, writable_folder
-from .datasets import check_data, class_mapping, resolve_dataset
-from .layouts import LAYOUTS
-from .evaluate import evaluate, merge_shards
+from .data.benchmark import BENCHMARKS, DEFAULT_N, SUITES
+from .core.checks import check_finite, check_int, writable_folder
+from .data.datasets import check_data, class_mapping, resolve_dataset
+from .data.layouts import LAYOUTS
+from .harness.evaluate import evaluate, merge_shards
 from .compare import compare, default_jobs
 from .registry import METHODS, STANDARD, TABLE, check_settings, make_method
-from .miniclip import zeroshot_table
-from .models import MINICLIP, load_clip
-from .protocol import Kind
-from .reports import print_comparison, summarise
-from .selection import TooFewViews
-from .setup import Setup
-from .threads import THREADS_ENV, use_threads
+from .studies.miniclip import zeroshot_table
+from .core.models import MINICLIP, load_clip
+from .harness.protocol import Kind
+from .harness.reports import print_comparison, summarise
+from .core.selection import TooFewViews
+from .harness.setup import Setup
+from .core.threads import THREADS_ENV, use_threads
 
 # %% ../nbs/90_cli.ipynb #f68c59f2
 def _add_model_args(parser):

@@ -1,0 +1,1 @@
+"The pieces every layer shares: validators, the CLIP loader, the prompt learner, zero-shot features, paired statistics, optimiser steps, threads, test-time views, confident-view selection and the source training loop."

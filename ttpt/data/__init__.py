@@ -1,0 +1,1 @@
+"The data: the procedural world and its miniature benchmark, the miniature CLIP pretrained on it, and readers for the real datasets' layouts."

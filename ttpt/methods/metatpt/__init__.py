@@ -1,0 +1,1 @@
+"MetaTPT: differentiable affine views (`augment`) and the dual, meta-learned loop (`method`)."

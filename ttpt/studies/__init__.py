@@ -1,0 +1,1 @@
+"Studies of the platform itself: what the miniature CLIP must be to stand in for CLIP."
