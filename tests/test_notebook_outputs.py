@@ -13,7 +13,7 @@ NOTEBOOKS = sorted(NBS.glob("*.ipynb"))
 TEXT_LIMIT = 20_000 # characters of text in one output (a table of a few hundred rows)
 OUTPUT_LIMIT = 1_000_000 # bytes of one output as stored (a figure of dpi ≤ 100)
 SILENT = {"03_zeroshot": "its cells are checks that print nothing", "07_classifiers": "its cells are checks that print nothing"} # notebooks allowed no outputs, and why
-WARNING = re.compile(r"^(WARNING:\S+:|\S+:\d+: \w*Warning: |.*No pretrained weights loaded)", re.M)
+WARNING = re.compile(r"^(WARNING:\S+:|ERROR:\S+:|\S+:\d+: \w*Warning: |.*No pretrained weights loaded)", re.M) # a library's log line or a Python warning
 
 def _texts(output):
     "The text an output shows: a stream's, or a result's plain text and HTML."
@@ -48,4 +48,5 @@ def test_limits_catch_what_they_should():
     assert re.search(r"\r(?!\n)", "  0%|\r 50%|\r100%|\n") and not re.search(r"\r(?!\n)", "done\r\n")
     assert WARNING.search("WARNING:root:No pretrained weights loaded for model 'RN50'.")
     assert WARNING.search("/x/ttpt/core/prompts.py:144: UserWarning: repeated class names")
+    assert WARNING.search("ERROR:root:Failed to download weights for tag 'openai': ...") # open_clip logs before ttpt's own error
     assert not WARNING.search("ttpt: warning: repeated class names ['missile']") # ttpt's own one-line message to users

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]") # ANSI escape codes (cursor moves, erase line, colours)
-WARNING = re.compile(r"^(WARNING:\S+:.*|\S+:\d+: \w*Warning: .*)$") # a logging warning, or Python's warnings.showwarning line
+WARNING = re.compile(r"^(WARNING:\S+:.*|ERROR:\S+:.*|\S+:\d+: \w*Warning: .*)$") # a logging warning or error, or Python's warnings.showwarning line
 
 def last_frames(text:str) -> str:
     "Each line as its last carriage-return frame shows it, escape codes removed."

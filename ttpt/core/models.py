@@ -243,6 +243,6 @@ def load_clip(name:str=MINICLIP, # open_clip model name, e.g. "ttpt-miniclip", "
                              f"{len(unexpected)} unexpected keys (e.g. {unexpected[:3]})")
     model.eval().requires_grad_(False)
     digest = weights_digest(model) # on the CPU, before the move
-    model.to(device, memory_format=torch.channels_last) # convolution towers run ~1.3x faster on CPU in NHWC; other weights are unaffected
+    model.to(device, memory_format=torch.channels_last) # convolution towers run faster on CPU in NHWC (timed below); other weights are unaffected
     return LoadedCLIP(model, preprocess, open_clip.get_tokenizer(name), name,
                       str(weights) if weights is not None else pretrained, digest)
