@@ -30,10 +30,14 @@ def check_int(value, # the value to validate
 # %% ../../nbs/00_checks.ipynb #b36c0002
 def check_finite(value, # the value to validate
                  name:str, # its name, for the error message
+                 minimum:float|None=None, # its lower bound; None: no bound
+                 strict:bool=False, # the bound itself is refused (value > minimum)
                 ) -> float:
-    "`value` as a float if it is a finite number, else a ValueError naming it."
+    "`value` as a float if it is a finite number at or above `minimum` (above it if `strict`), else a ValueError naming it."
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if minimum is not None and (value <= minimum if strict else value < minimum):
+        raise ValueError(f"{name} must be {'>' if strict else '≥'} {minimum:g}, got {value}")
     return float(value)
 
 def writable_folder(path:str|Path, # the folder

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .checks import check_finite
+
 # %% ../../nbs/06_steps.ipynb #4f307979
 def plain_step(optimizer:torch.optim.Optimizer, # holds the trainable parameters
                closure, # () -> scalar loss at the current parameters, with its graph
@@ -31,8 +33,7 @@ class SharpnessAwareStep:
     weight:float=1.0 # λ, the weight of the sharpness term (1: SAM)
 
     def __post_init__(self):
-        if not self.rho >= 0: raise ValueError(f"rho must be ≥ 0, got {self.rho}")
-        if not self.weight >= 0: raise ValueError(f"weight must be ≥ 0, got {self.weight}")
+        for field in ("rho", "weight"): check_finite(getattr(self, field), field, 0)
 
     def __call__(self, optimizer:torch.optim.Optimizer, # holds the trainable parameters
                  closure, # () -> scalar loss at the current parameters, with its graph

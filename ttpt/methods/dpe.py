@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..core.checks import check_int
+from ..core.checks import check_finite, check_int
 from .episodic import Episodic
 from ..harness.protocol import Capabilities, Kind
 from ..core.selection import entropy
@@ -57,10 +57,8 @@ class DPE(Episodic):
     def __post_init__(self):
         super().__post_init__()
         for field in ("capacity", "steps"): check_int(getattr(self, field), field, 1)
-        for field in ("alpha", "beta", "align_weight", "weight_decay"):
-            if not getattr(self, field) >= 0: raise ValueError(f"{field} must be ≥ 0, got {getattr(self, field)}")
-        for field in ("lr", "align_temperature"):
-            if not getattr(self, field) > 0: raise ValueError(f"{field} must be > 0, got {getattr(self, field)}")
+        for field in ("alpha", "beta", "align_weight", "weight_decay"): check_finite(getattr(self, field), field, 0)
+        for field in ("lr", "align_temperature"): check_finite(getattr(self, field), field, 0, strict=True)
         if not 0 <= self.evolve_threshold <= 1: raise ValueError(f"evolve_threshold must be in [0, 1], got {self.evolve_threshold}")
         self.templates = format_templates(self.templates)
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..core.checks import check_int
+from ..core.checks import check_finite, check_int
 from .episodic import Episodic
 from ..core.zeroshot import SINGLE_TEMPLATE, class_text_features, clip_logits, format_templates
 
@@ -71,8 +71,8 @@ class MTA(Episodic):
         super().__post_init__()
         check_int(self.n_views, "n_views", 2)
         if not 0 < self.neighbours <= 1: raise ValueError(f"neighbours must be in (0, 1], got {self.neighbours}")
-        if not self.inlier_temperature > 0: raise ValueError(f"inlier_temperature must be > 0, got {self.inlier_temperature}")
-        if not self.agreement_weight >= 0: raise ValueError(f"agreement_weight must be ≥ 0, got {self.agreement_weight}")
+        check_finite(self.inlier_temperature, "inlier_temperature", 0, strict=True)
+        check_finite(self.agreement_weight, "agreement_weight", 0)
         check_int(self.iterations, "iterations", 1)
         self.templates = format_templates(self.templates)
 

@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from ..core.checks import check_int
+from ..core.checks import check_finite, check_int
 from .episodic import Episodic
 from ..harness.evaluate import stream_order
 from ..harness.protocol import Capabilities, Kind
@@ -122,8 +122,7 @@ class TDA(Episodic):
     def __post_init__(self):
         super().__post_init__()
         for field in ("pos_capacity", "neg_capacity"): check_int(getattr(self, field), field, 1)
-        for field in ("pos_alpha", "pos_beta", "neg_alpha", "neg_beta"):
-            if not getattr(self, field) >= 0: raise ValueError(f"{field} must be ≥ 0, got {getattr(self, field)}")
+        for field in ("pos_alpha", "pos_beta", "neg_alpha", "neg_beta"): check_finite(getattr(self, field), field, 0)
         for field in ("neg_entropy_band", "neg_mask_band"):
             band = tuple(getattr(self, field))
             if len(band) != 2 or not 0 <= band[0] < band[1] <= 1: raise ValueError(f"{field} must be (low, high) with 0 ≤ low < high ≤ 1, got {band}")

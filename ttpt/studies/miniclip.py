@@ -253,7 +253,7 @@ set uses; {int(leverage.loc['photo', 'n'])} photo images and {int(leverage.loc['
 
 ## Prompt leverage
 Zero-shot accuracy (%) under each context; "own word gain": the domain's own caption word ({', '.join(f'{d}: "{t}"' for d, t in OWN_STYLE.items())})
-against "a photo of a {{}}." on the same images, with its 95% paired bootstrap interval. "qxv" is in no caption.{' Columns "old: ..." are the replaced model on its own world.' if previous_leverage is not None else ''}
+against "a photo of a {{}}." on the same images, with its exact 95% paired interval. "qxv" is in no caption.{' Columns "old: ..." are the replaced model on its own world.' if previous_leverage is not None else ''}
 
 {_markdown(lev)}
 

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from ...core.checks import check_int
+from ...core.checks import check_finite, check_int
 from ..classifiers import TextClassifier
 from .cpt import CPTLoss, TextViews, identity_head
 from ..episodic import Episodic
@@ -176,7 +176,7 @@ class SelfTPT(TextClassifier):
     def __post_init__(self):
         check_int(self.steps, "steps", 0)
         if self.optimizer not in STAGE2_OPTIMIZERS: raise ValueError(f"optimizer must be one of {list(STAGE2_OPTIMIZERS)}, not {self.optimizer!r}")
-        if self.flat_gap < 0: raise ValueError(f"flat_gap must be ≥ 0, got {self.flat_gap}")
+        check_finite(self.flat_gap, "flat_gap", 0)
 
     def prepare(self, clip:LoadedCLIP, # the frozen CLIP
                 classnames:list, # the target class names (no image is read)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ...core.checks import check_finite, check_int
 from ..episodic import Episodic
 from ...core.prompts import CONTEXT_PHRASE, PromptLearner, gaussian_directions
 from ...core.selection import entropy, vote_shares
@@ -36,8 +37,8 @@ class STSS(Episodic):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.directions < 1: raise ValueError(f"directions must be ≥ 1, got {self.directions}")
-        if self.radius < 0: raise ValueError(f"radius must be ≥ 0, got {self.radius}")
+        check_int(self.directions, "directions", 1)
+        check_finite(self.radius, "radius", 0)
         if self.vote not in ("majority", "average"): raise ValueError(f"vote must be 'majority' or 'average', not {self.vote!r}")
 
     @torch.no_grad()
