@@ -12,7 +12,8 @@ import tempfile
 from pathlib import Path
 
 from ttpt.data.benchmark import get_dataset
-from ttpt.harness.evaluate import evaluate, read_results
+from ttpt.harness.evaluate import evaluate
+from ttpt.harness.results import read_results
 from ttpt.registry import make_method
 from ttpt.harness.setup import Setup
 from ttpt.core.models import load_clip

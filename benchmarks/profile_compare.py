@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 import ttpt
-from ttpt import prompts, views
+from ttpt.core import prompts, views
 from ttpt.data.benchmark import SUITES
 from ttpt.registry import STANDARD
 from ttpt.compare import compare
