@@ -33,7 +33,7 @@ correct = {"default": [], "old stage 2": [], "zero-shot": []}
 for name in ("photo", "sketch", "cartoon", "corrupted", "hard"):
     rows = {"old stage 2": evaluate(old, get_dataset(name, n=args.images), setup.clip, out="results/self-tpt-old-stage2", progress=False),
             "default": read_results(f"{args.results}/self-tpt__{name}.csv"), "zero-shot": read_results(f"{args.results}/zeroshot__{name}.csv")}
-    for key, r in rows.items(): correct[key].append((r.sort_values("index")["prediction"] == r.sort_values("index")["label"]).to_numpy())
+    for key, r in rows.items(): correct[key].append(r.sort_values("index").eval("prediction == label").to_numpy())
     assert len({len(r) for r in rows.values()}) == 1, "the three runs hold different images"
 for i, name in enumerate(("photo", "sketch", "cartoon", "corrupted", "hard", "all")):
     pick = (lambda k: correct[k][i]) if name != "all" else (lambda k: np.concatenate(correct[k]))

@@ -14,11 +14,11 @@ from ttpt.cli import main, method_settings, parser
 from ttpt.harness.protocol import Method
 from ttpt.registry import METHODS, STANDARD, TABLE, check_settings, make_method, takers
 from ttpt.harness.setup import Setup
+from test_platform import library_modules
 
 PACKAGE = Path(ttpt.harness.identity.__file__).parents[1]
-def _modules(folder): return tuple(sorted(str(p.relative_to(PACKAGE).with_suffix("")).replace("/", ".") for p in (PACKAGE/folder).rglob("[!_]*.py")))
-HARNESS = _modules("harness") + ("compare", "registry", "cli") # the harness layer and the top layer that drives it
-METHOD_MODULES = _modules("methods")
+HARNESS = tuple(m.removeprefix("ttpt.") for m in library_modules("harness")) + ("compare", "registry", "cli") # the harness layer and the top layer that drives it
+METHOD_MODULES = tuple(m.removeprefix("ttpt.") for m in library_modules("methods"))
 
 
 def _refusals():

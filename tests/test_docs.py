@@ -12,9 +12,11 @@ from nbdev.config import get_config
 from nbdev.showdoc import show_doc
 from fastcore.nbio import read_nb
 
+from test_platform import library_modules
+
 CONFIG = get_config()
 NOTEBOOKS = sorted(p for p in Path(CONFIG.nbs_path).glob("*.ipynb") if not p.name.startswith("_"))
-MODULES = sorted(str(p.relative_to(CONFIG.lib_path).with_suffix("")).replace("/", ".") for p in Path(CONFIG.lib_path).rglob("[!_]*.py"))
+MODULES = [m.removeprefix("ttpt.") for m in library_modules()]
 
 
 def exported_symbols():

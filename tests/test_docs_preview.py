@@ -14,6 +14,8 @@ import pytest
 from fastcore.nbio import read_nb
 from nbdev.config import get_config, nbpath2html
 
+from test_platform import library_modules
+
 CONFIG = get_config()
 ROOT = Path(CONFIG.config_path)
 NOTEBOOKS = sorted((p for p in Path(CONFIG.nbs_path).glob("*.ipynb") if not p.name.startswith("_")),
@@ -178,8 +180,7 @@ EXPORTED = list(_exported())
 def test_every_exported_symbol_is_indexed():
     "The symbols checked below are all there are: every function and class in a module's `__all__` is in nbdev's index."
     indexed = {q for q, _, _ in EXPORTED}
-    lib = Path(CONFIG.lib_path)
-    modules = ["ttpt." + str(p.relative_to(lib).with_suffix("")).replace("/", ".") for p in sorted(lib.rglob("[!_]*.py"))]
+    modules = library_modules()
     exported = {f"{m}.{n}" for m in modules for n, o in vars(importlib.import_module(m)).items()
                 if n in getattr(importlib.import_module(m), "__all__", []) and (inspect.isfunction(o) or inspect.isclass(o))}
     assert exported <= indexed, f"exported but not in ttpt/_modidx.py (run nbdev-export): {sorted(exported - indexed)}"

@@ -331,7 +331,7 @@ def test_workers_die_with_their_parent(tmp_path, kind):
 
 def test_ctrl_c_is_one_line(tmp_path):
     "Ctrl-C (SIGINT to the whole process group) while DataLoader workers read: one line, no worker's traceback."
-    process = subprocess.Popen([str(TTPT), "eval", "--method", "tpt", "--dataset", "photo", "--images", "1000", "--views", "16", # more than it reaches before the signal, on a busy machine too
+    process = subprocess.Popen([str(TTPT), "eval", "--method", "tpt", "--dataset", "photo", "--images", "64", "--views", "16",
                                 "--workers", "2", "--out", str(tmp_path)], stderr=subprocess.PIPE, text=True, start_new_session=True,
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)) # as from a terminal: a shell's background job inherits SIGINT ignored
     path = results_path(tmp_path, "tpt", "photo")

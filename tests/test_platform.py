@@ -75,6 +75,11 @@ LIB = Path(__file__).parents[1] / "ttpt"
 LAYERS = ("core", "data", "harness", "methods", "studies", "top") # each imports only from its own layer and those before it
 
 
+def library_modules(within:str="") -> list:
+    "Sorted dotted names ('ttpt.core.models', ...) of the library's modules under `within` (e.g. 'harness'; '': all); packages' `__init__` and `_modidx` left out."
+    return sorted("ttpt." + ".".join(p.relative_to(LIB).with_suffix("").parts) for p in (LIB/within).rglob("[!_]*.py"))
+
+
 def _imports(module):
     "The absolute names of the modules `module` (e.g. 'ttpt.data.benchmark') imports; relative imports resolved."
     package = module.split(".")[:-1]
@@ -94,7 +99,7 @@ def _layer(module):
 
 def test_layering():
     "core ← data ← harness ← methods ← studies ← the top (registry, compare, cli): no module imports from a later layer."
-    modules = ["ttpt." + str(p.relative_to(LIB).with_suffix("")).replace("/", ".") for p in LIB.rglob("[!_]*.py")]
+    modules = library_modules()
     assert {_layer(m) for m in modules} == set(LAYERS)
     upward = [f"{m} -> {i}" for m in modules for i in _imports(m) if i.startswith("ttpt.") and LAYERS.index(_layer(i)) > LAYERS.index(_layer(m))]
     assert upward == [], f"imports from a later layer: {upward}"

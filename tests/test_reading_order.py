@@ -7,6 +7,8 @@ from pathlib import Path
 from fastcore.nbio import read_nb
 from nbdev.config import get_config
 
+from test_platform import library_modules
+
 NBS = Path(get_config().nbs_path)
 NOTEBOOKS = sorted(NBS.glob("[!_]*.ipynb"))
 
@@ -61,6 +63,5 @@ def test_the_check_sees_an_import_inside_a_function(tmp_path):
 
 
 def test_every_module_has_one_notebook():
-    lib = NBS.parent / "ttpt"
-    modules = sorted(str(p.relative_to(lib).with_suffix("")).replace("/", ".") for p in lib.rglob("[!_]*.py"))
+    modules = [m.removeprefix("ttpt.") for m in library_modules()]
     assert sorted(exporters()) == modules, (sorted(exporters()), modules)
